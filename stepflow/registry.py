@@ -1,0 +1,211 @@
+"""The tool registry: what tools exist, their versions, their parameter schemas and how to run them.
+
+A Python tool is an ``async`` function decorated with :func:`tool`; its first argument is a pydantic model
+whose JSON schema is the tool's parameter schema, its second a :class:`ToolContext`::
+
+    class GreetParams(BaseModel):
+        name: str
+
+    @tool("greet", version="1.0.0", description="Say hello")
+    async def greet(params: GreetParams, ctx: ToolContext) -> dict[str, str]:
+        ctx.logger.info("greeting", name=params.name)
+        return {"greeting": f"hello {params.name}"}
+
+The decorator only marks the function; :meth:`ToolRegistry.load_module` collects the marked functions of a
+module, so importing a module never mutates global state. Other tool kinds (command tools, composite tools)
+subclass :class:`ToolDefinition` and are registered the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, get_type_hints
+
+from pydantic import BaseModel, ValidationError
+
+from stepflow.errors import InternalError, InvalidParameters, ToolNotFound
+from stepflow.models import ExecutionContext, JsonDict, ResourceLimits, ToolInfo
+
+_TOOL_ATTRIBUTE = "__stepflow_tool__"
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+class ToolLogger(Protocol):
+    """What a tool logs through: structlog-style methods with keyword context."""
+
+    def debug(self, event: str, **kw: Any) -> Any: ...
+    def info(self, event: str, **kw: Any) -> Any: ...
+    def warning(self, event: str, **kw: Any) -> Any: ...
+    def error(self, event: str, **kw: Any) -> Any: ...
+
+
+class ToolContext(Protocol):
+    """What a running tool may use: who it runs for, a logger, and progress reporting (heartbeats)."""
+
+    @property
+    def execution_id(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def context(self) -> ExecutionContext: ...
+    @property
+    def resource_limits(self) -> ResourceLimits: ...
+    @property
+    def logger(self) -> ToolLogger: ...
+
+    def report_progress(self, progress: Any) -> None:
+        """Record the tool's progress; it is sent with the next heartbeat and shown by ``status``."""
+
+    def record_metric(self, name: str, value: float, unit: str | None = None) -> None:
+        """Record a measurement of this attempt (``cpu_time_ms``, ``max_rss_kb``...) for execution_metrics."""
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """A registered tool of any kind. Subclasses say how it runs."""
+
+    id: str
+    version: str
+    description: str = ""
+    kind: str = "python"
+
+    def __post_init__(self) -> None:
+        if not _ID_PATTERN.match(self.id):
+            raise ValueError(f"invalid tool id {self.id!r}: use letters, digits, '.', '_' and '-'")
+        if not _ID_PATTERN.match(self.version):
+            raise ValueError(f"invalid version {self.version!r} for tool {self.id!r}")
+
+    @property
+    def parameters_schema(self) -> JsonDict:
+        return {"type": "object"}
+
+    def validate_parameters(self, parameters: JsonDict) -> JsonDict:
+        """Check parameters against the schema; return them normalised or raise InvalidParameters."""
+        return dict(parameters)
+
+    async def run(self, parameters: JsonDict, ctx: ToolContext) -> Any:
+        """Run one attempt inside the ``run_tool`` activity. Kinds run by the workflow itself refuse."""
+        raise InternalError(f"tool {self.id!r} of kind {self.kind!r} cannot run inside an activity")
+
+    def info(self) -> ToolInfo:
+        return ToolInfo(
+            id=self.id,
+            version=self.version,
+            kind=self.kind,
+            description=self.description,
+            parameters_schema=self.parameters_schema,
+        )
+
+
+ToolFunction = Callable[[Any, ToolContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class PythonTool(ToolDefinition):
+    """A tool implemented by an async Python function taking a pydantic model and a ToolContext."""
+
+    function: ToolFunction | None = None
+    input_model: type[BaseModel] = field(default=BaseModel)
+
+    @property
+    def parameters_schema(self) -> JsonDict:
+        return self.input_model.model_json_schema()
+
+    def validate_parameters(self, parameters: JsonDict) -> JsonDict:
+        try:
+            return self.input_model.model_validate(parameters).model_dump(mode="json")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+            )
+            raise InvalidParameters(
+                f"parameters for tool {self.id!r} {self.version} are invalid: {problems}. "
+                f"See `stepflow tools --json` for its parameter schema."
+            ) from None
+
+    async def run(self, parameters: JsonDict, ctx: ToolContext) -> Any:
+        assert self.function is not None
+        return await self.function(self.input_model.model_validate(parameters), ctx)
+
+
+F = TypeVar("F", bound=ToolFunction)
+
+
+def tool(tool_id: str, *, version: str = "1.0.0", description: str = "") -> Callable[[F], F]:
+    """Mark an async function as a Python tool; its first parameter's pydantic model is the schema."""
+
+    def mark(function: F) -> F:
+        hints = get_type_hints(function)
+        params = [name for name in function.__code__.co_varnames[: function.__code__.co_argcount]]
+        model = hints.get(params[0]) if params else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"tool {tool_id!r}: the first parameter must be annotated with a pydantic model")
+        doc = description or (function.__doc__ or "").strip().splitlines()[0:1]
+        definition = PythonTool(
+            id=tool_id,
+            version=version,
+            description=doc if isinstance(doc, str) else "".join(doc),
+            function=function,
+            input_model=model,
+        )
+        setattr(function, _TOOL_ATTRIBUTE, definition)
+        return function
+
+    return mark
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.\-]", version))
+
+
+class ToolRegistry:
+    """All tools a worker can run, by id and version."""
+
+    def __init__(self, tools: Iterable[ToolDefinition] = ()) -> None:
+        self._tools: dict[str, dict[str, ToolDefinition]] = {}
+        for definition in tools:
+            self.register(definition)
+
+    def register(self, definition: ToolDefinition) -> None:
+        versions = self._tools.setdefault(definition.id, {})
+        if definition.version in versions and versions[definition.version] != definition:
+            raise ValueError(f"tool {definition.id!r} version {definition.version} is registered twice")
+        versions[definition.version] = definition
+
+    def load_module(self, module_name: str) -> list[ToolDefinition]:
+        """Import a module and register every tool function marked with :func:`tool` in it."""
+        module = importlib.import_module(module_name)
+        found = [
+            getattr(value, _TOOL_ATTRIBUTE)
+            for value in vars(module).values()
+            if isinstance(getattr(value, _TOOL_ATTRIBUTE, None), ToolDefinition)
+        ]
+        for definition in found:
+            self.register(definition)
+        return found
+
+    def resolve(self, tool_id: str, version: str | None = None) -> ToolDefinition:
+        """The tool with this id and version (latest when ``version`` is None), or ToolNotFound."""
+        versions = self._tools.get(tool_id)
+        if not versions:
+            known = ", ".join(sorted(self._tools)) or "none"
+            raise ToolNotFound(f"unknown tool {tool_id!r}; registered tools: {known}")
+        if version is None:
+            return versions[max(versions, key=_version_key)]
+        if version not in versions:
+            known = ", ".join(sorted(versions, key=_version_key))
+            raise ToolNotFound(f"tool {tool_id!r} has no version {version!r}; versions: {known}")
+        return versions[version]
+
+    def all(self) -> list[ToolDefinition]:
+        return [
+            self._tools[tool_id][version]
+            for tool_id in sorted(self._tools)
+            for version in sorted(self._tools[tool_id], key=_version_key)
+        ]
+
+    def __len__(self) -> int:
+        return sum(len(versions) for versions in self._tools.values())

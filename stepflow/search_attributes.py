@@ -1,0 +1,19 @@
+"""Custom search attributes and memo keys: how executions are found and filtered in the Temporal Web UI.
+
+``stepflow server`` and ``temporal-dev.yml`` register the same keys; :data:`DEV_SERVER_ARGS` is that list.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+TOOL_ID = SearchAttributeKey.for_keyword("StepflowToolId")
+TENANT_ID = SearchAttributeKey.for_keyword("StepflowTenantId")
+USER_ID = SearchAttributeKey.for_keyword("StepflowUserId")
+STATUS = SearchAttributeKey.for_keyword("StepflowStatus")
+
+ALL_KEYS: tuple[SearchAttributeKey[str], ...] = (TOOL_ID, TENANT_ID, USER_ID, STATUS)
+
+DEV_SERVER_ARGS: tuple[str, ...] = tuple(
+    arg for key in ALL_KEYS for arg in ("--search-attribute", f"{key.name}=Keyword")
+)

@@ -1,0 +1,104 @@
+"""Builds the Worker (registry, projection, activities, slots, pollers) and runs it until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
+
+from activities.projection import ProjectionActivities
+from activities.run_tool import ToolActivities
+from stepflow.config import Settings
+from stepflow.db.projection import Projection
+from stepflow.registry import ToolRegistry
+from stepflow.temporal import connect
+from workflows import ToolExecutionWorkflow
+
+log = structlog.get_logger(__name__)
+
+BUILTIN_TOOL_MODULES = ("stepflow.tools.builtin",)
+
+
+def build_registry(settings: Settings) -> ToolRegistry:
+    """The built-in tools plus the modules named in ``STEPFLOW_TOOL_MODULES``."""
+    registry = ToolRegistry()
+    for module in (*BUILTIN_TOOL_MODULES, *settings.tool_modules):
+        registry.load_module(module)
+    return registry
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    registry: ToolRegistry,
+    projection: Projection,
+    *,
+    task_queue: str | None = None,
+) -> Worker:
+    """A Worker for the execution workflow and its activities, sized from the settings."""
+    executor, scheduler, pool = settings.executor, settings.scheduler, settings.worker_pool
+    tools = ToolActivities(
+        registry, projection, heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3))
+    )
+    bookkeeping = ProjectionActivities(registry, projection, executor)
+    pollers = (
+        PollerBehaviorAutoscaling(minimum=pool.min_workers, maximum=pool.max_workers)
+        if pool.enable_auto_scaling
+        else PollerBehaviorSimpleMaximum(maximum=scheduler.worker_count)
+    )
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal.task_queue,
+        workflows=[ToolExecutionWorkflow],
+        activities=[tools.run_tool, bookkeeping.prepare_execution, bookkeeping.finish_execution],
+        max_concurrent_activities=executor.max_concurrent_executions,
+        max_concurrent_local_activities=executor.max_concurrent_executions,
+        max_concurrent_workflow_tasks=max(2, min(executor.max_concurrent_executions, 100)),
+        workflow_task_poller_behavior=pollers,
+        activity_task_poller_behavior=pollers,
+        graceful_shutdown_timeout=timedelta(seconds=executor.cancel_grace + 5),
+    )
+
+
+@asynccontextmanager
+async def running_projection(settings: Settings, registry: ToolRegistry) -> AsyncIterator[Projection]:
+    """Open the projection, write every registered tool into ``tools``, close it afterwards."""
+    projection = await Projection.open(settings.resolved_database_url)
+    try:
+        await projection.upsert_tools([definition.info() for definition in registry.all()])
+        yield projection
+    finally:
+        await projection.close()
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run a worker until SIGINT/SIGTERM (or ``stop``), then shut down gracefully."""
+    registry = build_registry(settings)
+    client = await connect(settings.temporal)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_projection(settings, registry) as projection:
+            worker = build_worker(client, settings, registry, projection)
+            log.info(
+                "worker started",
+                task_queue=settings.temporal.task_queue,
+                address=settings.temporal.address,
+                tools=len(registry),
+                database=settings.resolved_database_url,
+            )
+            async with worker:
+                await stop.wait()
+                log.info("worker stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("worker stopped")
