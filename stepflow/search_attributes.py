@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
 TOOL_ID = SearchAttributeKey.for_keyword("StepflowToolId")
@@ -17,3 +20,13 @@ ALL_KEYS: tuple[SearchAttributeKey[str], ...] = (TOOL_ID, TENANT_ID, USER_ID, ST
 DEV_SERVER_ARGS: tuple[str, ...] = tuple(
     arg for key in ALL_KEYS for arg in ("--search-attribute", f"{key.name}=Keyword")
 )
+
+
+async def register(client: Client, namespace: str) -> None:
+    """Register the keys on a server that lacks them (the dev server registers them at start)."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=namespace,
+            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in ALL_KEYS},
+        )
+    )

