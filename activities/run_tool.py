@@ -24,15 +24,23 @@ log = structlog.get_logger(__name__)
 class ToolActivities:
     """Runs tools from a registry; marks the projection row running when an attempt starts."""
 
-    def __init__(self, registry: ToolRegistry, projection: Projection, *, heartbeat_every: timedelta) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        projection: Projection,
+        *,
+        heartbeat_every: timedelta,
+        cancel_grace: timedelta = timedelta(seconds=5),
+    ) -> None:
         self._registry = registry
         self._projection = projection
         self._heartbeat_every = heartbeat_every.total_seconds()
+        self._cancel_grace = cancel_grace.total_seconds()
 
     @activity.defn(name=RUN_TOOL)
     async def run_tool(self, run: RunToolInput) -> Any:
         info = activity.info()
-        ctx = ActivityToolContext(run, info.attempt)
+        ctx = ActivityToolContext(run, info.attempt, cancel_grace=self._cancel_grace)
         try:
             definition = self._registry.resolve(run.tool_id, run.version)
         except ExecutorError as error:

@@ -12,9 +12,10 @@ from stepflow.models import ExecutionContext, ResourceLimits, RunToolInput
 class ActivityToolContext:
     """Identity, a bound logger and progress for one attempt of one execution."""
 
-    def __init__(self, run: RunToolInput, attempt: int) -> None:
+    def __init__(self, run: RunToolInput, attempt: int, *, cancel_grace: float = 5.0) -> None:
         self._run = run
         self._attempt = attempt
+        self._cancel_grace = cancel_grace
         self.progress: Any = None
         self.metrics: list[tuple[str, float, str | None]] = []
         self._logger = structlog.get_logger("stepflow.tool").bind(
@@ -40,6 +41,10 @@ class ActivityToolContext:
     @property
     def logger(self) -> Any:
         return self._logger
+
+    @property
+    def cancel_grace(self) -> float:
+        return self._cancel_grace
 
     def report_progress(self, progress: Any) -> None:
         self.progress = progress

@@ -55,6 +55,10 @@ class ToolContext(Protocol):
     def resource_limits(self) -> ResourceLimits: ...
     @property
     def logger(self) -> ToolLogger: ...
+    @property
+    def cancel_grace(self) -> float:
+        """Seconds between SIGTERM and SIGKILL when a subprocess must be stopped."""
+        ...
 
     def report_progress(self, progress: Any) -> None:
         """Record the tool's progress; it is sent with the next heartbeat and shown by ``status``."""

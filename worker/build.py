@@ -44,7 +44,10 @@ def build_worker(
     """A Worker for the execution workflow and its activities, sized from the settings."""
     executor, scheduler, pool = settings.executor, settings.scheduler, settings.worker_pool
     tools = ToolActivities(
-        registry, projection, heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3))
+        registry,
+        projection,
+        heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3)),
+        cancel_grace=executor.cancel_grace_delta,
     )
     bookkeeping = ProjectionActivities(registry, projection, executor)
     pollers = (
