@@ -1,0 +1,139 @@
+"""Helpers every CLI command module shares: settings, connections, output, errors and exit codes.
+
+A command body is an ``async`` function run with :func:`run`; it raises :class:`~stepflow.errors.ExecutorError`
+kinds and :func:`run` turns them into one clear line on stderr (plus a JSON object on stdout with ``--json``)
+and the kind's exit code from :data:`EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from starter.executor import Executor
+from stepflow.config import Settings, load_settings
+from stepflow.db.projection import Projection
+from stepflow.errors import ExecutorError
+from stepflow.logging import configure_logging
+from stepflow.models import ExecutionResult, ExecutionStatus
+
+#: Exit code of each error kind; 0 is reserved for a completed execution (or a command that succeeded).
+EXIT_CODES: dict[str, int] = {
+    "ExecutionFailed": 1,
+    # 2 is the usage error of typer/click (unknown option, missing argument)
+    "TimeoutExceeded": 3,
+    "ExecutionCancelled": 4,
+    "ToolNotFound": 5,
+    "InvalidParameters": 6,
+    "PermissionDenied": 7,
+    "ResourceLimitExceeded": 8,
+    "DatabaseError": 9,
+    "InternalError": 10,
+    "ConfigError": 11,
+}
+EXIT_NOT_FINISHED = 12
+"""Exit code of ``result`` for an execution that is still pending or running."""
+
+_STATUS_EXIT_CODES: dict[ExecutionStatus, int] = {
+    ExecutionStatus.COMPLETED: 0,
+    ExecutionStatus.FAILED: EXIT_CODES["ExecutionFailed"],
+    ExecutionStatus.TIMED_OUT: EXIT_CODES["TimeoutExceeded"],
+    ExecutionStatus.CANCELLED: EXIT_CODES["ExecutionCancelled"],
+    ExecutionStatus.PENDING: EXIT_NOT_FINISHED,
+    ExecutionStatus.RUNNING: EXIT_NOT_FINISHED,
+}
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def exit_code_for_error(error: ExecutorError) -> int:
+    """The exit code of an error kind (InternalError's for kinds the table does not know)."""
+    return EXIT_CODES.get(error.kind, EXIT_CODES["InternalError"])
+
+
+def exit_code_for_result(result: ExecutionResult) -> int:
+    """0 for a completed execution; the error kind's code for a failed one; the status's code otherwise."""
+    if result.status is ExecutionStatus.FAILED and result.error is not None:
+        return EXIT_CODES.get(result.error.type, EXIT_CODES["ExecutionFailed"])
+    return _STATUS_EXIT_CODES[result.status]
+
+
+def settings() -> Settings:
+    """The ``STEPFLOW_*`` settings; a bad value raises ConfigError naming the variable."""
+    return load_settings()
+
+
+def setup_logging(config: Settings, *, quiet: bool = True) -> None:
+    """structlog for a CLI process; ``quiet`` keeps library chatter (Temporal's) at warnings and above."""
+    import logging
+
+    configure_logging(fmt=config.log_format, level=logging.WARNING if quiet else logging.INFO)
+
+
+@asynccontextmanager
+async def executor(config: Settings | None = None) -> AsyncIterator[Executor]:
+    """An Executor connected to Temporal and the projection; closed afterwards."""
+    connected = await Executor.connect(config or settings())
+    try:
+        yield connected
+    finally:
+        await connected.close()
+
+
+@asynccontextmanager
+async def projection(config: Settings | None = None) -> AsyncIterator[Projection]:
+    """The SQL projection only (no Temporal needed): for lists and tools."""
+    opened = await Projection.open((config or settings()).resolved_database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def to_json(value: Any) -> str:
+    """Pretty JSON of a model, a list of models or plain data (datetimes as ISO 8601)."""
+    return json.dumps(_plain(value), indent=2, ensure_ascii=False, default=str)
+
+
+def print_json(value: Any) -> None:
+    """Write JSON to stdout, unstyled, so scripts can parse it."""
+    typer.echo(to_json(value))
+
+
+def fail(error: ExecutorError, *, as_json: bool = False) -> NoReturn:
+    """Report an error (stderr; also stdout as JSON with ``--json``) and exit with its kind's code."""
+    if as_json:
+        print_json({"error": {"type": error.kind, "message": error.message}})
+    stderr.print(f"[bold red]{error.kind}[/]: {error.message}", markup=True, highlight=False)
+    raise typer.Exit(exit_code_for_error(error))
+
+
+def run(body: Coroutine[Any, Any, int | None], *, as_json: bool = False) -> None:
+    """Run an async command body; ExecutorError becomes a message and an exit code, Ctrl-C exits 130."""
+    try:
+        code = asyncio.run(body)
+    except ExecutorError as error:
+        fail(error, as_json=as_json)
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)

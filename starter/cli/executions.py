@@ -1,0 +1,335 @@
+"""Execution commands: ``run``, ``start``, ``status``, ``result``, ``cancel`` and ``list``.
+
+``run`` and ``start`` build an :class:`~stepflow.models.ExecutionRequest` from the options (see
+:mod:`starter.cli.requests`); nothing is started when an option is malformed. ``run`` waits with a live
+spinner and exits 0 only when the execution completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+from temporalio.client import WorkflowFailureError
+
+from starter.cli import common
+from starter.cli.requests import build_request, parse_time
+from starter.executor import Executor
+from stepflow.errors import InvalidParameters
+from stepflow.models import ExecutionFilter, ExecutionInfo, ExecutionResult, ExecutionStatus, Priority
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a human view.")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Only act on this tenant's executions.")]
+ExecutionArg = Annotated[str, typer.Argument(help="The execution id (printed by run/start, listed by list).")]
+
+ToolArg = Annotated[str, typer.Argument(help="The tool id (see `stepflow tools`).")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("-p", "--param", help="A parameter as key=value; the value is JSON when it parses, else a string."),
+]
+ParamsOpt = Annotated[str | None, typer.Option("--params", help="All parameters as a JSON object.")]
+VersionOpt = Annotated[str | None, typer.Option("--version", help="Tool version (latest when omitted).")]
+RunTenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
+UserOpt = Annotated[str, typer.Option("--user", help="User id.")]
+SessionOpt = Annotated[str, typer.Option("--session", help="Session id.")]
+RequestIdOpt = Annotated[
+    str | None, typer.Option("--request-id", help="Idempotency key: the same key in a tenant is the same execution.")
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Per-attempt timeout in seconds (config default otherwise).")
+]
+RetriesOpt = Annotated[int, typer.Option("--retries", help="Retries after the first attempt.")]
+RetryDelayOpt = Annotated[
+    int | None, typer.Option("--retry-delay", help="Delay before the first retry, in milliseconds.")
+]
+PriorityOpt = Annotated[Priority, typer.Option("--priority", help="Scheduling priority.")]
+
+_STATUS_STYLE = {
+    ExecutionStatus.PENDING: "yellow",
+    ExecutionStatus.RUNNING: "cyan",
+    ExecutionStatus.COMPLETED: "green",
+    ExecutionStatus.FAILED: "red",
+    ExecutionStatus.CANCELLED: "magenta",
+    ExecutionStatus.TIMED_OUT: "red",
+}
+
+
+def styled(status: ExecutionStatus) -> str:
+    """A status with its colour, as rich markup."""
+    return f"[{_STATUS_STYLE[status]}]{status.value}[/]"
+
+
+def render_result(result: ExecutionResult) -> None:
+    """A human view of a result on stdout."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("execution", result.execution_id)
+    table.add_row("status", styled(result.status))
+    meta = result.metadata
+    table.add_row("tool", f"{meta.tool_id} {meta.version or ''}".strip())
+    if meta.attempts:
+        table.add_row("attempts", str(meta.attempts))
+    if result.timing.duration_ms is not None:
+        table.add_row("duration", f"{result.timing.duration_ms} ms")
+    if result.output is not None:
+        table.add_row("output", json.dumps(result.output, ensure_ascii=False, default=str))
+    if result.error is not None:
+        table.add_row("error", f"[red]{result.error.type}[/]: {result.error.message}")
+    common.stdout.print(table)
+
+
+def show_result(result: ExecutionResult, as_json: bool) -> int:
+    if as_json:
+        common.print_json(result)
+    else:
+        render_result(result)
+    return common.exit_code_for_result(result)
+
+
+async def _wait(executor: Executor, execution_id: str, *, spinner: bool) -> ExecutionResult:
+    """Wait for the end of an execution, showing its live status (attempt, progress) on stderr."""
+    handle = executor.client.get_workflow_handle(execution_id)
+
+    async def finished() -> None:
+        with contextlib.suppress(WorkflowFailureError):  # the result (with its typed error) is read below
+            await handle.result()
+
+    done = asyncio.create_task(finished())
+    status = common.stderr.status(f"{execution_id}: starting", spinner="dots") if spinner else None
+    try:
+        if status is not None:
+            status.start()
+        while not done.done():
+            if status is not None:
+                progress = await executor.get_execution_progress(execution_id)
+                parts = [f"{execution_id}: {progress.status.value}"]
+                if progress.attempt:
+                    parts.append(f"attempt {progress.attempt}")
+                if progress.progress is not None:
+                    parts.append(f"progress {json.dumps(progress.progress, default=str)}")
+                if progress.last_failure:
+                    parts.append(f"last failure: {progress.last_failure}")
+                status.update(" · ".join(parts))
+            await asyncio.wait({done}, timeout=0.5)
+        await done
+    finally:
+        if status is not None:
+            status.stop()
+        done.cancel()
+    return await executor.get_execution_result(execution_id)
+
+
+def run(
+    tool: ToolArg,
+    param: ParamOpt = None,
+    params: ParamsOpt = None,
+    version: VersionOpt = None,
+    tenant: RunTenantOpt = "default",
+    user: UserOpt = "anonymous",
+    session: SessionOpt = "",
+    request_id: RequestIdOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = 0,
+    retry_delay: RetryDelayOpt = None,
+    priority: PriorityOpt = Priority.NORMAL,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a tool and wait for its result (exit 0 only when it completed)."""
+
+    async def body() -> int:
+        request = build_request(
+            tool, param, params, version, tenant, user, session, request_id, timeout, retries, retry_delay, priority
+        )
+        async with common.executor() as executor:
+            execution_id = await executor.execute_tool_async(request)
+            result = await _wait(executor, execution_id, spinner=common.stderr.is_terminal)
+        return show_result(result, as_json)
+
+    common.run(body(), as_json=as_json)
+
+
+def start(
+    tool: ToolArg,
+    param: ParamOpt = None,
+    params: ParamsOpt = None,
+    version: VersionOpt = None,
+    tenant: RunTenantOpt = "default",
+    user: UserOpt = "anonymous",
+    session: SessionOpt = "",
+    request_id: RequestIdOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = 0,
+    retry_delay: RetryDelayOpt = None,
+    priority: PriorityOpt = Priority.NORMAL,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a tool execution and print its id without waiting."""
+
+    async def body() -> int:
+        request = build_request(
+            tool, param, params, version, tenant, user, session, request_id, timeout, retries, retry_delay, priority
+        )
+        async with common.executor() as executor:
+            execution_id = await executor.execute_tool_async(request)
+        if as_json:
+            common.print_json({"execution_id": execution_id})
+        else:
+            common.stdout.print(execution_id, highlight=False)
+        return 0
+
+    common.run(body(), as_json=as_json)
+
+
+def status(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """Show an execution's live status: status, current attempt, last progress and last failure."""
+
+    async def body() -> int:
+        async with common.executor() as executor:
+            progress = await executor.get_execution_progress(execution_id, tenant_id=tenant)
+        if as_json:
+            common.print_json(progress)
+            return 0
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("execution", progress.execution_id)
+        table.add_row("status", styled(progress.status))
+        if progress.attempt is not None:
+            table.add_row("attempt", str(progress.attempt))
+        if progress.progress is not None:
+            table.add_row("progress", json.dumps(progress.progress, default=str))
+        if progress.last_failure:
+            table.add_row("last failure", progress.last_failure)
+        common.stdout.print(table)
+        return 0
+
+    common.run(body(), as_json=as_json)
+
+
+def result(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """Show an execution's result; the exit code says how it ended (0 completed, 12 not finished yet)."""
+
+    async def body() -> int:
+        async with common.executor() as executor:
+            outcome = await executor.get_execution_result(execution_id, tenant_id=tenant)
+        return show_result(outcome, as_json)
+
+    common.run(body(), as_json=as_json)
+
+
+def cancel(
+    execution_id: ExecutionArg,
+    tenant: TenantOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the execution has stopped; print it.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel an execution: the running tool is stopped and the execution ends cancelled."""
+
+    async def body() -> int:
+        async with common.executor() as executor:
+            await executor.cancel_execution(execution_id, tenant_id=tenant)
+            if wait:
+                outcome = await _wait(executor, execution_id, spinner=common.stderr.is_terminal)
+                show_result(outcome, as_json)
+                return 0
+        if as_json:
+            common.print_json({"execution_id": execution_id, "cancel_requested": True})
+        else:
+            common.stdout.print(f"cancellation requested for {execution_id}", highlight=False)
+        return 0
+
+    common.run(body(), as_json=as_json)
+
+
+def list_executions(
+    tool: Annotated[str | None, typer.Option("--tool", help="Only this tool id.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user.")] = None,
+    status: Annotated[ExecutionStatus | None, typer.Option("--status", help="Only this status.")] = None,
+    parent: Annotated[str | None, typer.Option("--parent", help="Only children of this execution.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Started at or after: ISO 8601, or an age like 30s, 10m, 2h, 1d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Started before: ISO 8601 or an age.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List executions from the executions table (no Temporal server needed)."""
+
+    async def body() -> int:
+        execution_filter = _filter(tool, tenant, user, status, parent, since, until, limit)
+        async with common.projection() as projection:
+            rows = await projection.list_executions(execution_filter)
+        if as_json:
+            common.print_json(list(rows))
+        else:
+            common.stdout.print(executions_table(rows))
+        return 0
+
+    common.run(body(), as_json=as_json)
+
+
+def _filter(
+    tool: str | None,
+    tenant: str | None,
+    user: str | None,
+    status: ExecutionStatus | None,
+    parent: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+) -> ExecutionFilter:
+    try:
+        return ExecutionFilter(
+            tool_id=tool,
+            tenant_id=tenant,
+            user_id=user,
+            status=status,
+            parent_execution_id=parent,
+            started_after=parse_time(since, "--since") if since else None,
+            started_before=parse_time(until, "--until") if until else None,
+            limit=limit,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidParameters(f"invalid list filter: {problems}") from None
+
+
+def executions_table(rows: list[ExecutionInfo], *, title: str | None = None) -> Table:
+    """Executions as a rich table (used by ``list`` and the demo)."""
+    table = Table(title=title, show_lines=False)
+    for column in ("execution", "tool", "status", "tenant", "user", "started (UTC)", "duration", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.execution_id,
+            f"{row.tool_id} {row.version or ''}".strip(),
+            styled(row.status),
+            row.tenant_id,
+            row.user_id,
+            row.start_time.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{row.duration_ms} ms" if row.duration_ms is not None else "",
+            row.error_message or "",
+        )
+    if not rows:
+        table.caption = "no executions match"
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the execution commands to ``app``."""
+    app.command()(run)
+    app.command()(start)
+    app.command()(status)
+    app.command()(result)
+    app.command()(cancel)
+    app.command(name="list")(list_executions)
+
+
+__all__ = ["executions_table", "register", "render_result", "styled"]

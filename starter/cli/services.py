@@ -1,0 +1,142 @@
+"""Long-running commands: ``server`` (Temporal dev server), ``worker``, ``dev`` (both) and ``demo``.
+
+Each runs in the foreground until Ctrl-C or SIGTERM, then stops what it started: the worker finishes its
+graceful shutdown, the dev server (its own process group) is terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import typer
+
+from starter.cli import common
+from starter.server import DevServer
+from stepflow.config import Settings, TemporalSettings
+from stepflow.errors import InternalError
+from worker.build import run_worker
+
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="host:port of the gRPC frontend (default STEPFLOW_TEMPORAL_ADDRESS).")
+]
+UiPortOpt = Annotated[int | None, typer.Option("--ui-port", help="Web UI port (default STEPFLOW_TEMPORAL_UI_PORT).")]
+HeadlessOpt = Annotated[bool, typer.Option("--headless", help="Do not serve the Web UI.")]
+
+
+def with_server_options(config: Settings, address: str | None, ui_port: int | None) -> Settings:
+    """The settings with ``--address`` / ``--ui-port`` applied."""
+    update: dict[str, object] = {}
+    if address is not None:
+        update["address"] = address
+    if ui_port is not None:
+        update["ui_port"] = ui_port
+    if not update:
+        return config
+    temporal = TemporalSettings.model_validate({**config.temporal.model_dump(), **update})
+    return config.model_copy(update={"temporal": temporal})
+
+
+def stop_event() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (Ctrl-C included)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+@asynccontextmanager
+async def running_server(config: Settings, *, headless: bool) -> AsyncIterator[DevServer]:
+    """Start the dev server, announce where it listens, stop it (and wait for it) on the way out."""
+    server = DevServer(config, headless=headless)
+    await asyncio.to_thread(server.start)
+    try:
+        common.stdout.print(
+            f"Temporal dev server: [bold]{server.where.address}[/] (namespace {config.temporal.namespace})"
+        )
+        if not headless:
+            common.stdout.print(f"Temporal Web UI:     [bold]{server.where.ui_url}[/]")
+        common.stdout.print(f"Server log:          {server.log_path}", highlight=False)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+def server(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: HeadlessOpt = False) -> None:
+    """Run the embedded Temporal dev server (with the Web UI) until Ctrl-C; state persists in the data dir."""
+
+    async def body() -> int:
+        config = with_server_options(common.settings(), address, ui_port)
+        common.setup_logging(config)
+        async with running_server(config, headless=headless) as dev:
+            stop = stop_event()
+            exited = asyncio.create_task(dev.wait())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if exited.done():
+                raise InternalError(f"the Temporal dev server exited with code {exited.result()}; see {dev.log_path}")
+            common.stderr.print("stopping the Temporal dev server")
+        return 0
+
+    common.run(body())
+
+
+def worker() -> None:
+    """Run a worker (all registered tools) until SIGINT/SIGTERM, then shut down gracefully."""
+
+    async def body() -> int:
+        config = common.settings()
+        common.setup_logging(config, quiet=False)
+        await run_worker(config)
+        return 0
+
+    common.run(body())
+
+
+def dev(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: HeadlessOpt = False) -> None:
+    """Run the dev server and a worker in one process until Ctrl-C: everything needed to try `stepflow run`."""
+
+    async def body() -> int:
+        config = with_server_options(common.settings(), address, ui_port)
+        common.setup_logging(config, quiet=False)
+        async with running_server(config, headless=headless) as dev_server:
+            stop = asyncio.Event()
+            exited = asyncio.create_task(dev_server.wait())
+            exited.add_done_callback(lambda _: stop.set())
+            common.stdout.print("Worker starting on task queue " + config.temporal.task_queue, highlight=False)
+            await run_worker(config, stop=stop)
+            if exited.done():
+                raise InternalError(
+                    f"the Temporal dev server exited with code {exited.result()}; see {dev_server.log_path}"
+                )
+            exited.cancel()
+        return 0
+
+    common.run(body())
+
+
+def demo(
+    keep_data: Annotated[
+        bool, typer.Option("--keep-data", help="Keep the demo's data in .stepflow/demo instead of a temp dir.")
+    ] = False,
+) -> None:
+    """Start a dev server and a worker, run executions that complete, retry, time out, fail and get cancelled."""
+    from starter.demo import run_demo
+
+    common.run(run_demo(keep_data=keep_data))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands to ``app``."""
+    app.command()(server)
+    app.command()(worker)
+    app.command()(dev)
+    app.command()(demo)
+
+
+__all__ = ["register", "running_server", "with_server_options"]

@@ -1,0 +1,57 @@
+"""``stepflow tools``: the registered tools, read from the ``tools`` table a worker writes at start."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from starter.cli import common
+
+
+def tools(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, parameter schemas included.")] = False,
+) -> None:
+    """List the registered tools: id, versions, kind, description (--json adds the parameter schema)."""
+
+    async def body() -> int:
+        async with common.projection() as projection:
+            rows = await projection.list_tools()
+        entries: list[dict[str, Any]] = [
+            {
+                "id": row.id,
+                "version": row.version,
+                "versions": list(row.versions),
+                "kind": row.kind,
+                "description": row.description,
+                "parameters_schema": row.parameters_schema,
+            }
+            for row in rows
+        ]
+        if as_json:
+            common.print_json(entries)
+            return 0
+        if not entries:
+            common.stderr.print(
+                "no tools registered yet: a worker registers its tools when it starts "
+                "(`stepflow worker`, or `stepflow dev` for a server and a worker)"
+            )
+            return 0
+        table = Table(title="tools")
+        for column in ("id", "versions", "kind", "description"):
+            table.add_column(column, overflow="fold")
+        for entry in entries:
+            table.add_row(entry["id"], ", ".join(entry["versions"]), entry["kind"], entry["description"])
+        common.stdout.print(table)
+        return 0
+
+    common.run(body(), as_json=as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tools`` to ``app``."""
+    app.command()(tools)
+
+
+__all__ = ["register"]
