@@ -86,9 +86,37 @@ def dev_server_command(settings: Settings, *, headless: bool = False) -> list[st
 
 
 def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         return probe.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_bindable(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (nothing listens on it, nothing holds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_port(preferred: int, host: str = "127.0.0.1", *, avoid: tuple[int, ...] = ()) -> int:
+    """``preferred`` when it is free, else a free port chosen by the OS (never one of ``avoid``)."""
+    if preferred not in avoid and port_bindable(host, preferred):
+        return preferred
+    while (port := free_port(host)) in avoid:
+        pass
+    return port
 
 
 class DevServer:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
@@ -50,8 +52,16 @@ _STATUS_EXIT_CODES: dict[ExecutionStatus, int] = {
     ExecutionStatus.RUNNING: EXIT_NOT_FINISHED,
 }
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+
+def _console(*, stderr: bool) -> Console:
+    # Piped output (make demo, CI logs) gets wide tables rather than rich's 80-column default.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, soft_wrap=True, width=160 if wide else None)
+
+
+stdout = _console(stderr=False)
+stderr = _console(stderr=True)
 
 
 def exit_code_for_error(error: ExecutorError) -> int:

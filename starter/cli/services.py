@@ -124,11 +124,14 @@ def demo(
     keep_data: Annotated[
         bool, typer.Option("--keep-data", help="Keep the demo's data in .stepflow/demo instead of a temp dir.")
     ] = False,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Keep the server and worker up afterwards, until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Start a dev server and a worker, run executions that complete, retry, time out, fail and get cancelled."""
     from starter.demo import run_demo
 
-    common.run(run_demo(keep_data=keep_data))
+    common.run(run_demo(keep_data=keep_data, keep_running=keep_running))
 
 
 def register(app: typer.Typer) -> None:
