@@ -8,8 +8,10 @@ executions carry are registered at start, so the Web UI can filter by tool, tena
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -119,22 +121,40 @@ def pick_port(preferred: int, host: str = "127.0.0.1", *, avoid: tuple[int, ...]
     return port
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: have the kernel SIGTERM the server when the process that started it dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class DevServer:
-    """A dev server child process: start, wait until it answers, stop."""
+    """A dev server child process (its own process group): start, wait until it answers, stop.
+
+    Start it from the thread that lives as long as the server (the event loop's, not a worker thread):
+    on Linux the server is told to exit when that thread's process dies, so it never outlives its owner.
+    """
 
     def __init__(self, settings: Settings, *, headless: bool = False, log_path: Path | None = None) -> None:
         self.settings = settings
+        self.headless = headless
         self.where = parse_address(settings)
         self.command = dev_server_command(settings, headless=headless)
         self.log_path = log_path or settings.data_dir / "temporal-server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, timeout: float = 60.0) -> None:
-        if port_open(self.where.host, self.where.port):
-            raise InternalError(
-                f"something already listens on {self.where.address}; is a server running already? "
-                "Stop it or set STEPFLOW_TEMPORAL_ADDRESS to another port."
-            )
+    def launch(self) -> None:
+        """Start the process without waiting for it to answer; InternalError when its ports are taken."""
+        taken = [self.where.port] + ([] if self.headless else [self.where.ui_port])
+        for port in taken:
+            if port_open(self.where.host, port):
+                raise InternalError(
+                    f"something already listens on {self.where.host}:{port}; is a server running already? "
+                    "Stop it, or choose other ports with STEPFLOW_TEMPORAL_ADDRESS / STEPFLOW_TEMPORAL_UI_PORT "
+                    "(or --address / --ui-port)."
+                )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -143,28 +163,48 @@ class DevServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=dict(os.environ),
+                preexec_fn=_die_with_parent,  # only a prctl call: safe between fork and exec
             )
+
+    def _check_started(self, deadline: float, timeout: float) -> bool:
+        assert self.process is not None
+        if port_open(self.where.host, self.where.port):
+            return True
+        if self.process.poll() is not None:
+            raise InternalError(f"the Temporal dev server exited at start; see {self.log_path}")
+        if time.monotonic() > deadline:
+            self.stop()
+            raise InternalError(f"the Temporal dev server did not answer within {timeout:.0f}s; see {self.log_path}")
+        return False
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Launch and block until the gRPC port answers."""
+        self.launch()
         deadline = time.monotonic() + timeout
-        while not port_open(self.where.host, self.where.port):
-            if self.process.poll() is not None:
-                raise InternalError(f"the Temporal dev server exited at start; see {self.log_path}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise InternalError(
-                    f"the Temporal dev server did not answer within {timeout:.0f}s; see {self.log_path}"
-                )
+        while not self._check_started(deadline, timeout):
             time.sleep(0.2)
 
+    async def start_async(self, *, within: float = 60.0) -> None:
+        """Launch (from the calling thread) and wait, without blocking the event loop, until it answers."""
+        self.launch()
+        deadline = time.monotonic() + within
+        while not self._check_started(deadline, within):  # noqa: ASYNC110 - polling a port: no event to await
+            await asyncio.sleep(0.2)
+
     async def wait(self) -> int:
+        """Wait until the server process exits; its exit code."""
         assert self.process is not None
         return await asyncio.to_thread(self.process.wait)
 
     def stop(self, *, timeout: float = 15.0) -> None:
+        """SIGTERM the server's process group, SIGKILL it after ``timeout`` seconds."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()

@@ -53,7 +53,11 @@ def stop_event() -> asyncio.Event:
 async def running_server(config: Settings, *, headless: bool) -> AsyncIterator[DevServer]:
     """Start the dev server, announce where it listens, stop it (and wait for it) on the way out."""
     server = DevServer(config, headless=headless)
-    await asyncio.to_thread(server.start)
+    try:
+        await server.start_async()
+    except BaseException:
+        await asyncio.to_thread(server.stop)
+        raise
     try:
         common.stdout.print(
             f"Temporal dev server: [bold]{server.where.address}[/] (namespace {config.temporal.namespace})"

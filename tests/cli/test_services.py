@@ -1,0 +1,74 @@
+"""``stepflow dev`` as a real process on free ports: serve, run an execution against it, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from starter.server import free_port, port_open
+from stepflow.config import Settings
+from tests.cli.conftest import STEPFLOW, cli_environment, run_cli
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def wait_for_port(port: int, process: asyncio.subprocess.Process, deadline: float = 60.0) -> None:
+    end = time.monotonic() + deadline
+    while not port_open("127.0.0.1", port):
+        assert process.returncode is None, "stepflow dev exited before it listened"
+        assert time.monotonic() < end, f"nothing listened on {port} within {deadline}s"
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_worker(settings: Settings, deadline: float = 30.0) -> None:
+    """The worker writes the tools table when it starts: wait for it."""
+    from stepflow.db.projection import Projection
+
+    projection = await Projection.open(settings.resolved_database_url)
+    try:
+        end = time.monotonic() + deadline
+        while not await projection.list_tools():
+            assert time.monotonic() < end, "the worker of stepflow dev did not start"
+            await asyncio.sleep(0.2)
+    finally:
+        await projection.close()
+
+
+async def test_dev_serves_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    port, ui_port = free_port(), free_port()
+    address = f"127.0.0.1:{port}"
+    env = cli_environment(settings, address, STEPFLOW_TEMPORAL_UI_PORT=str(ui_port))
+    log = (tmp_path / "dev.out").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        STEPFLOW, "dev", "--headless", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        await wait_for_port(port, process)
+        await wait_for_worker(settings)
+
+        result = await run_cli("run", "echo", "-p", "message=hi", "--json", env=env)
+        assert result.code == 0, result
+        assert result.json()["status"] == "completed"
+        assert result.json()["output"] == {"message": "hi"}
+
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+        output = (tmp_path / "dev.out").read_text()
+        assert code == 0, output
+        assert f"Temporal dev server: {address}" in output
+        assert "worker stopped" in output
+        assert not port_open("127.0.0.1", port), "the dev server still listens after stepflow dev exited"
+    finally:
+        log.close()
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
