@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from stepflow.errors import InternalError, InvalidParameters, ToolNotFound
+from stepflow.errors import InternalError, InvalidParameters, ResourceLimitExceeded, ToolNotFound
 from stepflow.models import ExecutionContext, JsonDict, ResourceLimits, ToolInfo
 
 _TOOL_ATTRIBUTE = "__stepflow_tool__"
@@ -90,6 +90,9 @@ class ToolDefinition:
         """Check parameters against the schema; return them normalised or raise InvalidParameters."""
         return dict(parameters)
 
+    def check_resource_limits(self, limits: ResourceLimits) -> None:
+        """Raise ResourceLimitExceeded when this tool cannot run with ``limits`` enforced (default: it can)."""
+
     async def run(self, parameters: JsonDict, ctx: ToolContext) -> Any:
         """Run one attempt inside the ``run_tool`` activity. Kinds run by the workflow itself refuse."""
         raise InternalError(f"tool {self.id!r} of kind {self.kind!r} cannot run inside an activity")
@@ -130,7 +133,17 @@ class PythonTool(ToolDefinition):
                 f"See `stepflow tools --json` for its parameter schema."
             ) from None
 
+    def check_resource_limits(self, limits: ResourceLimits) -> None:
+        """Python tools run inside the worker process, where no per-execution limit can hold: refuse them."""
+        if not limits.is_empty:
+            raise ResourceLimitExceeded(
+                f"tool {self.id!r} is a Python tool: it runs inside the worker process, where memory, CPU, process "
+                "and output limits cannot be enforced per execution; drop options.resource_limits or use a "
+                "command tool (docs/command-tools.md)"
+            )
+
     async def run(self, parameters: JsonDict, ctx: ToolContext) -> Any:
+        self.check_resource_limits(ctx.resource_limits)
         assert self.function is not None
         return await self.function(self.input_model.model_validate(parameters), ctx)
 

@@ -1,0 +1,42 @@
+"""Shared helpers of the sandbox tests: run Python snippets in the sandbox, find sandbox processes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from stepflow.errors import ExecutorError
+from stepflow.sandbox import DEFAULT_LIMITS, SandboxLimits, SandboxResult, classify, run_sandboxed
+from stepflow.sandbox.uids import SLOTS, UID_BASE
+
+PY = "/usr/bin/python3"
+ENV = {"PATH": "/usr/bin:/bin"}
+TOOLS_FILE = Path(__file__).with_name("tools.toml")
+
+
+def limits(**changes: Any) -> SandboxLimits:
+    return replace(DEFAULT_LIMITS, **changes)
+
+
+async def run_py(code: str, lim: SandboxLimits | None = None, **kw: Any) -> tuple[SandboxResult, ExecutorError | None]:
+    lim = lim or DEFAULT_LIMITS
+    result = await run_sandboxed([PY, "-S", "-c", code], ENV, lim, **kw)
+    return result, classify(result, lim, "python3")
+
+
+def sandbox_pids() -> list[int]:
+    """Every live process running as a sandbox uid (any worker's range)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                uid = os.stat(f"/proc/{name}").st_uid
+                with open(f"/proc/{name}/stat") as file:
+                    state = file.read().rpartition(")")[2].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if UID_BASE <= uid < UID_BASE + 100 * SLOTS and state != "Z":
+                found.append(int(name))
+    return found

@@ -1,0 +1,153 @@
+"""The sandbox itself, with real processes and real limits: each limit holds and is named when breached."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+import pytest
+
+from stepflow.errors import ExecutionFailed, InternalError, ResourceLimitExceeded
+from stepflow.sandbox import run_sandboxed, sandbox_unavailable
+from tests.sandbox.helpers import ENV, PY, limits, run_py, sandbox_pids
+
+pytestmark = pytest.mark.skipif(sandbox_unavailable() is not None, reason=str(sandbox_unavailable()))
+
+
+async def test_a_plain_run_reports_output_status_and_usage():
+    lines: list[tuple[str, str]] = []
+    result, error = await run_py(
+        "import sys; print('out'); print('err', file=sys.stderr); print(sys.stdin.read()); sys.exit(3)",
+        stdin=b"fed",
+        on_line=lambda stream, line: lines.append((stream, line)),
+    )
+    assert result.exit_code == 3 and result.stdout == b"out\nfed\n"
+    assert ("stdout", "out") in lines and ("stderr", "err") in lines and ("stdout", "fed") in lines
+    assert result.cpu_time_ms is not None and result.cpu_time_ms > 0 and result.max_rss_kb
+    assert isinstance(error, ExecutionFailed) and "status 3" in error.message and "err" in error.message
+
+
+async def test_memory_bomb_is_stopped_by_rlimit_as():
+    ok, error = await run_py("x = bytearray(16 * 2**20); print(len(x))", limits(memory_mb=128))
+    assert error is None and ok.stdout == b"16777216\n"
+    _, error = await run_py("x = bytearray(512 * 2**20)", limits(memory_mb=128))
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("memory_mb")
+
+
+async def test_cpu_spin_is_killed_by_rlimit_cpu():
+    started = time.monotonic()
+    result, error = await run_py("while True: pass", limits(cpu_seconds=1))
+    assert time.monotonic() - started < 10
+    assert result.signal == 9 and result.cpu_time_ms is not None and result.cpu_time_ms >= 950
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("cpu_seconds")
+
+
+async def test_fork_bomb_is_capped_by_the_process_limit_and_leaves_nothing():
+    code = "import os, time\nwhile True:\n    if os.fork() == 0:\n        time.sleep(1000)\n        os._exit(0)"
+    result, error = await run_py(code, limits(max_processes=8))
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("max_processes"), result
+    assert sandbox_pids() == []
+
+
+async def test_network_is_off_unless_allowed():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        code = (
+            f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+            "    print('connected')\nexcept OSError as exc:\n    print('blocked', exc)"
+        )
+        off, _ = await run_py(code)
+        on, _ = await run_py(code, limits(network=True))
+    assert off.stdout.startswith(b"blocked"), off.stdout
+    assert on.stdout == b"connected\n"
+
+
+async def test_writes_outside_the_working_directory_fail(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o777)  # even a world-writable directory of the worker is out of reach
+    marker = f"stepflow-sandbox-test-{os.getpid()}"
+    code = f"""
+import os
+print(os.getcwd())
+open("inside.txt", "w").write("fine")
+for path in ["{data_dir}/x", "/tmp/{marker}", "/var/tmp/{marker}", "/dev/shm/{marker}", "/etc/{marker}", "/{marker}"]:
+    try:
+        open(path, "w").write("escaped")
+        print("WROTE", path)
+    except OSError as exc:
+        print("refused", path, exc.strerror)
+"""
+    result, error = await run_py(code)
+    assert error is None, error
+    out = result.stdout.decode()
+    assert "WROTE" not in out.replace(f"WROTE /tmp/{marker}", "").replace(f"WROTE /var/tmp/{marker}", "").replace(
+        f"WROTE /dev/shm/{marker}", ""
+    ), out
+    assert list(data_dir.iterdir()) == []
+    # the tool's /tmp, /var/tmp and /dev/shm are its own working directory, removed afterwards
+    workdir = out.splitlines()[0]
+    assert _existing([f"{d}/{marker}" for d in ("/tmp", "/var/tmp", "/dev/shm")] + [workdir]) == []
+
+
+def _existing(paths: list[str]) -> list[str]:
+    return [path for path in paths if os.path.exists(path)]
+
+
+async def test_huge_output_is_cut_at_the_limit_and_the_tree_killed():
+    started = time.monotonic()
+    result, error = await run_py(
+        "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", limits(max_output_bytes=100_000)
+    )
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("max_output_bytes")
+    assert len(result.stdout) <= 100_000 and time.monotonic() - started < 10
+    assert sandbox_pids() == []
+
+
+async def test_cancel_kills_the_whole_tree_including_escaped_grandchildren():
+    ready = asyncio.Event()
+    code = """
+import os, signal, subprocess, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)    # ignores SIGTERM: only SIGKILL after the grace stops it
+subprocess.Popen(["sleep", "1000"], start_new_session=True)   # a grandchild that left the process group
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(1000)
+print("ready", flush=True)
+time.sleep(1000)
+"""
+    task = asyncio.create_task(
+        run_py(code, cancel_grace=0.5, on_line=lambda stream, line: ready.set() if line == "ready" else None)
+    )
+    await asyncio.wait_for(ready.wait(), 20)
+    assert len(sandbox_pids()) >= 3
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sandbox_pids() == []
+
+
+async def test_deadline_stops_the_tree():
+    result, _ = await run_py("import time; time.sleep(1000)", deadline=0.5, cancel_grace=0.5)
+    assert result.deadline_exceeded and not result.ok
+    assert sandbox_pids() == []
+
+
+async def test_parameters_reach_the_program_as_one_literal_argument():
+    nasty = "; rm -rf / $(touch /tmp/pwned) `id` 'single' \"double\"\nsecond line & | > x"
+    result = await run_sandboxed(
+        [PY, "-S", "-c", "import json, sys; print(json.dumps(sys.argv[1:]))", nasty], ENV, limits()
+    )
+    import json
+
+    assert json.loads(result.stdout) == [nasty]
+
+
+async def test_a_missing_program_is_reported():
+    result = await run_sandboxed(["no-such-program-xyz"], ENV, limits())
+    assert result.exec_error is not None and "no-such-program-xyz" in result.exec_error
+    from stepflow.sandbox import classify
+
+    assert isinstance(classify(result, limits(), "no-such-program-xyz"), InternalError)
