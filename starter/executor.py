@@ -52,14 +52,19 @@ from stepflow.models import (
     ExecutionFilter,
     ExecutionInfo,
     ExecutionMetadata,
+    ExecutionMetrics,
     ExecutionProgress,
     ExecutionRequest,
     ExecutionResult,
     ExecutionStatus,
     ExecutionTiming,
+    LogEntry,
+    Metric,
+    MetricFilter,
     ToolExecutionInput,
     WorkflowRuntimeOptions,
 )
+from stepflow.monitoring import SqlMonitoring
 from stepflow.temporal import connect
 from workflows import ToolExecutionWorkflow
 
@@ -94,6 +99,8 @@ def status_from_description(description: WorkflowExecutionDescription) -> Execut
         pending = description.raw_description.pending_activities
         if any(a.state != PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED for a in pending):
             return ExecutionStatus.RUNNING
+        if description.raw_description.pending_children:  # a composite whose steps run
+            return ExecutionStatus.RUNNING
         return ExecutionStatus.PENDING
     status = _CLOSED_STATUS[description.status]
     if status is ExecutionStatus.FAILED and recorded == ExecutionStatus.TIMED_OUT.value:
@@ -108,6 +115,7 @@ class Executor:
         self.client = client
         self.projection = projection
         self.settings = settings
+        self.monitoring = SqlMonitoring(projection, client, settings.temporal.task_queue)
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Executor:
@@ -253,6 +261,22 @@ class Executor:
     async def list_executions(self, execution_filter: ExecutionFilter | None = None) -> list[ExecutionInfo]:
         """Executions from the SQL projection, newest first."""
         return await self.projection.list_executions(execution_filter)
+
+    # --- monitoring (projection) -------------------------------------------------------------------
+
+    async def get_metrics(self, metric_filter: MetricFilter | None = None) -> ExecutionMetrics:
+        """ExecutionMetrics: counts from the projection, queue length from the task queue's backlog."""
+        return await self.monitoring.execution_metrics(metric_filter)
+
+    async def get_metric_rows(self, metric_filter: MetricFilter | None = None) -> list[Metric]:
+        """Rows of execution_metrics (the spec's ``Monitoring.get_metrics``)."""
+        return await self.monitoring.get_metrics(metric_filter)
+
+    async def get_logs(self, execution_id: str, *, after_id: int = 0, tenant_id: str | None = None) -> list[LogEntry]:
+        """An execution's log lines (tool lines and lifecycle events), oldest first."""
+        if tenant_id is not None:
+            await self._row(execution_id, tenant_id)
+        return await self.projection.get_logs(execution_id, after_id=after_id)
 
     # --- helpers ----------------------------------------------------------------------------------
 

@@ -278,6 +278,34 @@ class RecordEndInput(_Model):
     attempts: int = 0
 
 
+class FailurePolicy(StrEnum):
+    """What a composite does when a step fails: cancel the running siblings, or let the others finish."""
+
+    FAIL_FAST = "fail_fast"
+    CONTINUE = "continue"
+
+
+class CompositeStep(_Model):
+    """One step of a composite tool: a tool run as a child execution, with parameter templates."""
+
+    id: str
+    tool_id: str
+    version: str | None = None
+    parameters: JsonDict = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list, description="Explicit plus implied by references.")
+    timeout: timedelta | None = None
+    retry_count: int | None = Field(default=None, ge=0)
+    priority: Priority | None = None
+
+
+class CompositePlan(_Model):
+    """The step graph of a composite tool (validated at registration), run by ToolExecutionWorkflow."""
+
+    failure_policy: FailurePolicy = FailurePolicy.FAIL_FAST
+    steps: list[CompositeStep]
+    output: Any = Field(default=None, description="Output template; None: a dict of every step's output.")
+
+
 class PreparedExecution(_Model):
     """What ``prepare_execution`` found: the resolved version and kind, normalised parameters or an error."""
 
@@ -285,3 +313,49 @@ class PreparedExecution(_Model):
     kind: str
     parameters: JsonDict = Field(default_factory=dict)
     error: ErrorInfo | None = None
+    plan: CompositePlan | None = Field(default=None, description="The steps, when the tool is a composite.")
+
+
+class LogEntry(_Model):
+    """One row of ``execution_logs``: a tool's log line or an engine lifecycle event."""
+
+    execution_id: str
+    level: LogLevel
+    message: str
+    timestamp: datetime
+    metadata: JsonDict = Field(default_factory=dict)
+    id: int | None = None
+
+
+class Metric(_Model):
+    """One measurement of an execution (a row of ``execution_metrics``), with its unit."""
+
+    name: str = Field(min_length=1, max_length=200)
+    value: float
+    unit: str | None = None
+    execution_id: str | None = None
+    timestamp: datetime | None = None
+
+
+class MetricFilter(_Model):
+    """Which metrics (and which executions, for :class:`ExecutionMetrics`) to aggregate or list."""
+
+    execution_id: str | None = None
+    name: str | None = None
+    tool_id: str | None = None
+    tenant_id: str | None = None
+    since: datetime | None = Field(default=None, description="Executions started at or after this time.")
+    until: datetime | None = Field(default=None, description="Executions started before this time.")
+    limit: int = Field(default=1000, gt=0, le=100_000)
+
+
+class ExecutionMetrics(_Model):
+    """The spec's ExecutionMetrics: counts from the projection, queue length from Temporal's task queue."""
+
+    total_executions: int
+    successful_executions: int
+    failed_executions: int
+    average_execution_time: timedelta
+    current_concurrent_executions: int
+    queue_length: int
+    error_rate: float

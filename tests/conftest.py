@@ -112,3 +112,42 @@ async def dev_executor(dev_env: WorkflowEnvironment, settings: Settings) -> Asyn
     """A worker and an Executor on the dev server, sharing a fresh SQLite projection."""
     async with running_worker(dev_env, settings), executor_for(dev_env, settings) as executor:
         yield executor
+
+
+async def _postgres_admin(url: str, *statements: str) -> None:
+    """Run statements on the PostgreSQL server of ``url`` outside a transaction (CREATE/DROP DATABASE)."""
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+    )
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty projection database: a SQLite file in ``tmp_path``, or (when ``STEPFLOW_TEST_POSTGRES_URL``
+    is set) a new PostgreSQL database of its own on that server, dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'projection.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("STEPFLOW_TEST_POSTGRES_URL is not set")
+    from sqlalchemy.engine import make_url
+
+    name = f"stepflow_test_{uuid.uuid4().hex[:12]}"
+    await _postgres_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _postgres_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

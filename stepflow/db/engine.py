@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from stepflow.db.schema import metadata
+from stepflow.db.migrate import upgrade
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -40,6 +40,5 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create the tables that do not exist yet."""
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+    """Create or upgrade the schema with the Alembic migrations (see :mod:`stepflow.db.migrate`)."""
+    await upgrade(engine)

@@ -2,8 +2,10 @@
 
 Every write may be retried (activities are), so each is shaped to be safe twice: an execution's row is
 inserted once (``ON CONFLICT DO NOTHING``), its status moves only forwards (``pending`` -> ``running`` ->
-terminal; a terminal row is never rewritten), tools are upserted. Writes go through a
-:class:`~stepflow.db.group_commit.GroupCommitter`, so concurrent writers share transactions.
+terminal; a terminal row is never rewritten), tools are upserted, log lines and metrics are keyed (see
+:mod:`stepflow.db.telemetry`). Writes go through a :class:`~stepflow.db.group_commit.GroupCommitter`, so
+concurrent writers share transactions; writes that must land but may not block go through its
+:class:`~stepflow.db.spool.WriteSpool`. Every database failure surfaces as a retryable DatabaseError.
 """
 
 from __future__ import annotations
@@ -13,31 +15,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stepflow.db import telemetry
 from stepflow.db.engine import create_engine, create_schema
 from stepflow.db.group_commit import GroupCommitter
 from stepflow.db.schema import executions, tools
+from stepflow.db.spool import WriteSpool
 from stepflow.errors import DatabaseError
 from stepflow.models import (
     TERMINAL_STATUSES,
     ErrorInfo,
     ExecutionFilter,
     ExecutionInfo,
+    ExecutionMetrics,
     ExecutionRequest,
     ExecutionStatus,
+    LogEntry,
+    LogLevel,
+    Metric,
+    MetricFilter,
     ToolInfo,
 )
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
+DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
-def _insert(engine_or_connection: AsyncEngine | AsyncConnection, table: Any) -> Any:
-    dialect = engine_or_connection.dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+_insert = telemetry.dialect_insert
 
 
 class Projection:
@@ -46,28 +53,38 @@ class Projection:
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 500) -> None:
         self.engine = engine
         self.committer = GroupCommitter(engine, max_batch=max_batch)
+        self.spool = WriteSpool()
 
     @classmethod
     async def open(cls, url: str, *, create: bool = True, max_batch: int = 500) -> Projection:
-        """Connect to ``url`` and (by default) create missing tables."""
+        """Connect to ``url`` and (by default) create or upgrade the schema with the migrations."""
         engine = create_engine(url)
         if create:
             try:
                 await create_schema(engine)
-            except SQLAlchemyError as exc:
+            except DB_ERRORS as exc:
                 await engine.dispose()
                 raise DatabaseError(f"cannot prepare the projection database {url!r}: {exc}") from exc
         return cls(engine, max_batch=max_batch)
 
-    async def close(self) -> None:
+    async def close(self, *, spool_timeout: float = 10.0) -> None:
+        """Let spooled writes land (up to ``spool_timeout`` s), finish queued writes, release connections."""
+        await self.spool.close(grace_s=spool_timeout)
         await self.committer.close()
         await self.engine.dispose()
 
     async def _write(self, write: Any) -> Any:
         try:
             return await self.committer.submit(write)
-        except SQLAlchemyError as exc:
-            raise DatabaseError(f"projection write failed: {exc}") from exc
+        except DB_ERRORS as exc:
+            raise DatabaseError(f"projection write failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _read(self, what: str, read: Any) -> Any:
+        try:
+            async with self.engine.connect() as connection:
+                return await read(connection)
+        except DB_ERRORS as exc:
+            raise DatabaseError(f"cannot read {what} from the projection: {type(exc).__name__}: {exc}") from exc
 
     # --- writes -----------------------------------------------------------------------------------
 
@@ -121,8 +138,9 @@ class Projection:
         version: str,
         start_time: datetime,
         status: ExecutionStatus = ExecutionStatus.PENDING,
+        log: LogEntry | None = None,
     ) -> None:
-        """Insert the execution's row once; a repeated insert changes nothing."""
+        """Insert the execution's row once (and ``log``, its "validated" line); a repeated insert changes nothing."""
         row = {
             "id": execution_id,
             "tool_id": request.tool_id,
@@ -140,6 +158,8 @@ class Projection:
             await connection.execute(
                 _insert(connection, executions).values(row).on_conflict_do_nothing(index_elements=["id"])
             )
+            if log is not None:
+                await telemetry.insert_logs(connection, [log])
 
         await self._write(write)
 
@@ -147,11 +167,7 @@ class Projection:
         """Move a pending execution to running; a no-op for any other status."""
 
         async def write(connection: AsyncConnection) -> None:
-            await connection.execute(
-                update(executions)
-                .where(and_(executions.c.id == execution_id, executions.c.status == ExecutionStatus.PENDING))
-                .values(status=ExecutionStatus.RUNNING.value)
-            )
+            await connection.execute(_running(execution_id))
 
         await self._write(write)
 
@@ -164,16 +180,26 @@ class Projection:
         output: Any = None,
         error: ErrorInfo | None = None,
     ) -> bool:
-        """Write the terminal state unless the row is already terminal. True if this call wrote it."""
+        """Write the terminal state unless the row is already terminal. True if this call wrote it.
+
+        In the same transaction: the terminal lifecycle line (kept if the request's logging level allows it)
+        and the ``duration_ms``, ``attempts`` and (when completed) ``output_bytes`` metrics.
+        """
         if not status.is_terminal:
             raise ValueError(f"{status} is not a terminal status")
 
         async def write(connection: AsyncConnection) -> bool:
-            start = (
-                await connection.execute(select(executions.c.start_time).where(executions.c.id == execution_id))
-            ).scalar_one_or_none()
-            if start is None:
+            found = (
+                await connection.execute(
+                    select(
+                        executions.c.start_time, executions.c.request_data, executions.c.tool_id, executions.c.version
+                    ).where(executions.c.id == execution_id)
+                )
+            ).first()
+            if found is None:
                 raise DatabaseError(f"no executions row for {execution_id}")
+            start = found.start_time
+            duration_ms = max(0, int((end_time - start).total_seconds() * 1000))
             result = await connection.execute(
                 update(executions)
                 .where(and_(executions.c.id == execution_id, executions.c.status.not_in(_TERMINAL)))
@@ -182,15 +208,122 @@ class Projection:
                     result_data=output,
                     error_message=None if error is None else f"{error.type}: {error.message}",
                     end_time=end_time,
-                    duration_ms=max(0, int((end_time - start).total_seconds() * 1000)),
+                    duration_ms=duration_ms,
                 )
             )
-            return bool(result.rowcount)
+            if not result.rowcount:
+                return False  # terminal already: this is a retry of a committed write (or a late duplicate)
+            level, message = telemetry.terminal_event(status, error)
+            options = (found.request_data or {}).get("options") or {}
+            if level.rank >= LogLevel(options.get("logging_level", "info")).rank:
+                metadata = {"seq": "finish", "tool_id": found.tool_id, "version": found.version, "status": status.value}
+                entry = LogEntry(
+                    execution_id=execution_id, level=level, message=message, timestamp=end_time, metadata=metadata
+                )
+                await telemetry.insert_logs(connection, [entry])
+            metrics = [Metric(name="duration_ms", value=duration_ms), Metric(name="attempts", value=0)]
+            if status is ExecutionStatus.COMPLETED:
+                metrics.append(Metric(name="output_bytes", value=telemetry.output_size(output)))
+            await telemetry.upsert_metrics(connection, execution_id, metrics)
+            return True
 
         written: bool = await self._write(write)
         return written
 
+    async def restore_execution(
+        self,
+        execution_id: str,
+        request: ExecutionRequest,
+        *,
+        version: str | None,
+        start_time: datetime,
+        status: ExecutionStatus | None,
+        end_time: datetime | None,
+        output: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        """Write the row exactly as given (insert or overwrite): what ``projection rebuild`` uses."""
+        duration = None if end_time is None else max(0, int((end_time - start_time).total_seconds() * 1000))
+        row = {
+            "id": execution_id,
+            "tool_id": request.tool_id,
+            "version": version,
+            "status": (status or ExecutionStatus.RUNNING).value,
+            "request_data": request.model_dump(mode="json"),
+            "result_data": output,
+            "error_message": None if error is None else f"{error.type}: {error.message}",
+            "start_time": start_time,
+            "end_time": end_time,
+            "duration_ms": duration,
+            "user_id": request.context.user_id,
+            "tenant_id": request.context.tenant_id,
+            "session_id": request.context.session_id,
+            "parent_execution_id": request.context.parent_execution_id,
+        }
+
+        async def write(connection: AsyncConnection) -> None:
+            statement = _insert(connection, executions).values(row)
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[executions.c.id],
+                    set_={name: statement.excluded[name] for name in row if name != "id"},
+                )
+            )
+            if duration is not None:
+                await telemetry.upsert_metrics(connection, execution_id, [Metric(name="duration_ms", value=duration)])
+
+        await self._write(write)
+
+    async def record_attempt(
+        self,
+        execution_id: str,
+        *,
+        logs: Sequence[LogEntry] = (),
+        metrics: Sequence[Metric] = (),
+        mark_running: bool = False,
+    ) -> None:
+        """Write an attempt's buffered lines and metrics (and the pending -> running move) in one transaction."""
+
+        async def write(connection: AsyncConnection) -> None:
+            if mark_running:
+                await connection.execute(_running(execution_id))
+            await telemetry.insert_logs(connection, logs)
+            if metrics:
+                await telemetry.upsert_metrics(connection, execution_id, metrics)
+
+        await self._write(write)
+
+    async def record_metrics(self, execution_id: str, metrics: Sequence[Metric]) -> None:
+        """Upsert metrics of one execution (one value per name)."""
+        await self.record_attempt(execution_id, metrics=metrics)
+
     # --- reads ------------------------------------------------------------------------------------
+
+    async def get_logs(self, execution_id: str, *, after_id: int = 0) -> list[LogEntry]:
+        """An execution's log lines, oldest first (``after_id`` for following)."""
+        logs: list[LogEntry] = await self._read(
+            "logs", lambda connection: telemetry.read_logs(connection, execution_id, after_id=after_id)
+        )
+        return logs
+
+    async def get_metrics(self, metric_filter: MetricFilter | None = None) -> list[Metric]:
+        """Metric rows matching the filter."""
+        metrics: list[Metric] = await self._read(
+            "metrics", lambda connection: telemetry.read_metrics(connection, metric_filter or MetricFilter())
+        )
+        return metrics
+
+    async def execution_metrics(
+        self, metric_filter: MetricFilter | None = None, *, queue_length: int = 0
+    ) -> ExecutionMetrics:
+        """Aggregate figures over the executions table (see :func:`stepflow.db.telemetry.aggregate`)."""
+        figures: ExecutionMetrics = await self._read(
+            "execution metrics",
+            lambda connection: telemetry.aggregate(
+                connection, metric_filter or MetricFilter(), queue_length=queue_length
+            ),
+        )
+        return figures
 
     async def get_execution(self, execution_id: str) -> Row[Any] | None:
         async with self.engine.connect() as connection:
@@ -209,9 +342,17 @@ class Projection:
         try:
             async with self.engine.connect() as connection:
                 rows = (await connection.execute(query)).all()
-        except SQLAlchemyError as exc:
+        except DB_ERRORS as exc:
             raise DatabaseError(f"cannot list executions: {exc}") from exc
         return [row_to_info(row) for row in rows]
+
+
+def _running(execution_id: str) -> Any:
+    return (
+        update(executions)
+        .where(and_(executions.c.id == execution_id, executions.c.status == ExecutionStatus.PENDING))
+        .values(status=ExecutionStatus.RUNNING.value)
+    )
 
 
 def filtered_executions(execution_filter: ExecutionFilter) -> Select[Any]:

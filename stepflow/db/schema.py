@@ -3,7 +3,11 @@
 ``executions``, ``execution_logs`` and ``execution_metrics`` follow the spec's DDL column for column (JSON is
 stored as TEXT, times as UTC). ``tools`` is the table the spec's foreign key points at: one row per tool id,
 holding the latest version, every known version and the parameter schema. Indexes are added for the filters
-the Executor offers.
+the Executor offers, plus two unique indexes that make retried writes idempotent: one metric value per
+(execution, metric name), one log line per (execution, ``metadata.seq``).
+
+The schema is created and upgraded by the Alembic migrations in :mod:`stepflow.db.migrations`; the initial
+revision equals this module (a test compares them).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -121,6 +126,19 @@ execution_metrics = Table(
     Column("metric_value", Float, nullable=False),
     Column("metric_unit", Text),
     Column("timestamp", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
-    Index("ix_execution_metrics_execution", "execution_id", "metric_name"),
+    Index("ux_execution_metrics_name", "execution_id", "metric_name", unique=True),
     sqlite_autoincrement=True,
+)
+
+# A log line's ``metadata.seq`` is deterministic per line ("<attempt>.<n>", "prepare", "finish"), so a retried write
+# of the same lines conflicts on this index and is skipped (ON CONFLICT DO NOTHING) instead of duplicating them.
+LOG_SEQ_SQLITE = "json_extract(metadata, '$.seq')"
+LOG_SEQ_POSTGRESQL = "(metadata::jsonb ->> 'seq')"
+LOG_SEQ_INDEXES = (
+    Index("ux_execution_logs_seq", execution_logs.c.execution_id, text(LOG_SEQ_SQLITE), unique=True).ddl_if(
+        dialect="sqlite"
+    ),
+    Index("ux_execution_logs_seq_pg", execution_logs.c.execution_id, text(LOG_SEQ_POSTGRESQL), unique=True).ddl_if(
+        dialect="postgresql"
+    ),
 )

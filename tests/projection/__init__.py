@@ -1,0 +1,1 @@
+"""Tests of the SQL projection: logs, metrics, monitoring, load, outage, verify and rebuild."""
