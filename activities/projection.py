@@ -13,8 +13,16 @@ from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION
 from stepflow.config import ExecutorSettings
 from stepflow.db.projection import Projection
 from stepflow.errors import ExecutorError, InvalidParameters, ResourceLimitExceeded, to_application_error
-from stepflow.models import ErrorInfo, PreparedExecution, RecordEndInput, RecordStartInput, ResourceLimits
+from stepflow.models import (
+    ErrorInfo,
+    ExecutionStatus,
+    PreparedExecution,
+    RecordEndInput,
+    RecordStartInput,
+    ResourceLimits,
+)
 from stepflow.registry import ToolRegistry
+from stepflow.tools.composite import CompositeTool
 
 
 class ProjectionActivities:
@@ -36,8 +44,14 @@ class ProjectionActivities:
             definition = self._registry.resolve(request.tool_id, request.version)
         except ExecutorError as error:
             raise to_application_error(error) from None
+        plan = definition.plan if isinstance(definition, CompositeTool) else None
         await self._projection.insert_execution(
-            start.execution_id, request, version=definition.version, start_time=start.start_time
+            start.execution_id,
+            request,
+            version=definition.version,
+            start_time=start.start_time,
+            # a composite runs no run_tool activity that would mark it running: it runs from the start
+            status=ExecutionStatus.PENDING if plan is None else ExecutionStatus.RUNNING,
         )
         try:
             parameters = definition.validate_parameters(request.parameters)
@@ -48,7 +62,7 @@ class ProjectionActivities:
                 kind=definition.kind,
                 error=ErrorInfo(type=error.kind, message=error.message),
             )
-        return PreparedExecution(version=definition.version, kind=definition.kind, parameters=parameters)
+        return PreparedExecution(version=definition.version, kind=definition.kind, parameters=parameters, plan=plan)
 
     def _check_limits(self, limits: ResourceLimits) -> None:
         caps = {

@@ -7,29 +7,44 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
 
+import stepflow.tools
 from activities.projection import ProjectionActivities
 from activities.run_tool import ToolActivities
 from stepflow.config import Settings
 from stepflow.db.projection import Projection
 from stepflow.registry import ToolRegistry
 from stepflow.temporal import connect
+from stepflow.tools.composite import validate_composites
+from stepflow.tools.loader import load_tool_file
 from workflows import ToolExecutionWorkflow
 
 log = structlog.get_logger(__name__)
 
 BUILTIN_TOOL_MODULES = ("stepflow.tools.builtin",)
+BUILTIN_TOOL_FILES = tuple(
+    Path(stepflow.tools.__file__).parent / name for name in ("builtin_commands.toml", "builtin_composites.toml")
+)
 
 
 def build_registry(settings: Settings) -> ToolRegistry:
-    """The built-in tools plus the modules named in ``STEPFLOW_TOOL_MODULES``."""
+    """The built-in tools, the modules named in ``STEPFLOW_TOOL_MODULES`` and the files in ``STEPFLOW_TOOL_FILES``.
+
+    Composite tools are checked against the whole registry once everything is loaded (ConfigError if a step
+    names an unknown tool or version, or composites include each other).
+    """
     registry = ToolRegistry()
     for module in (*BUILTIN_TOOL_MODULES, *settings.tool_modules):
         registry.load_module(module)
+    for path in (*BUILTIN_TOOL_FILES, *settings.tool_files):
+        for definition in load_tool_file(path):
+            registry.register(definition)
+    validate_composites(registry)
     return registry
 
 

@@ -9,6 +9,9 @@ The steps, each one command in the history:
    ``WAIT_CANCELLATION_COMPLETED`` so a cancel reaches the tool and the workflow waits until it stopped.
 3. ``finish_execution`` (local activity): write the terminal status, output, error and duration.
 
+A composite tool (``prepared.plan`` set) runs its steps as child executions of this same workflow
+instead of step 2 (:mod:`workflows.composite`); steps 1 and 3 are the same.
+
 A failure is raised as an ``ApplicationError`` whose ``type`` is the spec's error kind; a cancellation
 ends the workflow cancelled. Nothing here reads config, clocks or the network: all of it travels in
 :class:`~stepflow.models.ToolExecutionInput`.
@@ -40,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
         RunToolInput,
         ToolExecutionInput,
     )
+
+from workflows.composite import CompositeRunner
 
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
@@ -84,6 +89,9 @@ class ToolExecutionWorkflow:
             await self._finish(job, metadata, ExecutionStatus.FAILED, error=prepared.error)
             raise ApplicationError(prepared.error.message, type=prepared.error.type, non_retryable=True)
 
+        if prepared.plan is not None:
+            return await self._run_composite(job, metadata, prepared)
+
         self._set_status(ExecutionStatus.RUNNING)
         options = request.options
         max_attempts = 1 + min(options.retry_count, job.runtime.max_retry_count)
@@ -121,6 +129,24 @@ class ToolExecutionWorkflow:
             await self._finish(job, metadata, status, error=_info(error))
             raise ApplicationError(error.message, type=error.kind, non_retryable=True) from None
         return await self._finish(job, metadata, ExecutionStatus.COMPLETED, output=output)
+
+    async def _run_composite(
+        self, job: ToolExecutionInput, metadata: ExecutionMetadata, prepared: PreparedExecution
+    ) -> ExecutionResult:
+        """Run a composite's steps as child executions (see :mod:`workflows.composite`), then record it."""
+        assert prepared.plan is not None
+        self._set_status(ExecutionStatus.RUNNING)
+        runner = CompositeRunner(job, prepared.plan, prepared.parameters)
+        try:
+            outcome = await runner.run()
+        except (asyncio.CancelledError, CancelledError):
+            error = ErrorInfo(type="ExecutionCancelled", message="the execution was cancelled")
+            await self._finish(job, metadata, ExecutionStatus.CANCELLED, output={"steps": runner.report()}, error=error)
+            raise
+        if outcome.error is not None:
+            await self._finish(job, metadata, outcome.status, output=outcome.output, error=_info(outcome.error))
+            raise ApplicationError(outcome.error.message, outcome.output, type=outcome.error.kind, non_retryable=True)
+        return await self._finish(job, metadata, ExecutionStatus.COMPLETED, output=outcome.output)
 
     async def _finish(
         self,

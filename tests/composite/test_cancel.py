@@ -1,0 +1,68 @@
+"""Cancellation and timeouts of a composite reach every running child and its tool."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
+from starter.executor import Executor
+from stepflow.db.projection import Projection
+from stepflow.errors import TimeoutExceeded
+from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
+from tests.composite.conftest import children_of, row_of, wait_until_running
+from tests.conftest import executor_for, running_worker
+
+
+async def _assert_children_stopped(ex: Executor, projection: Projection, parent_id: str) -> None:
+    rows = await children_of(projection, parent_id)
+    assert {name: row.status for name, row in rows.items()} == {
+        "left": ExecutionStatus.CANCELLED,
+        "right": ExecutionStatus.CANCELLED,
+    }
+    for row in rows.values():
+        description = await ex.client.get_workflow_handle(row.execution_id).describe()
+        assert description.status == WorkflowExecutionStatus.CANCELED
+        assert not description.raw_description.pending_activities  # no tool left running
+
+
+async def test_cancelling_the_parent_cancels_every_child(time_skipping_env, composite_settings):
+    async with (
+        running_worker(time_skipping_env, composite_settings) as projection,
+        executor_for(time_skipping_env, composite_settings) as ex,
+    ):
+        parent_id = await ex.execute_tool_async(ExecutionRequest(tool_id="test-parallel-sleep"))
+        await wait_until_running(projection, parent_id, ["left", "right"])
+        assert await ex.get_execution_status(parent_id) is ExecutionStatus.RUNNING
+
+        await ex.cancel_execution(parent_id)
+        with pytest.raises(WorkflowFailureError):
+            await ex.client.get_workflow_handle(parent_id).result()
+
+        assert await ex.get_execution_status(parent_id) is ExecutionStatus.CANCELLED
+        parent = await row_of(projection, parent_id)
+        assert parent.status == "cancelled"
+        steps = parent.result_data["steps"]
+        assert [steps[name]["status"] for name in ("left", "right", "never")] == ["cancelled", "cancelled", "skipped"]
+        await _assert_children_stopped(ex, projection, parent_id)
+
+
+async def test_the_parent_timeout_bounds_its_children(time_skipping_env, composite_settings):
+    async with (
+        running_worker(time_skipping_env, composite_settings) as projection,
+        executor_for(time_skipping_env, composite_settings) as ex,
+    ):
+        request = ExecutionRequest(
+            tool_id="test-parallel-sleep", options=ExecutionOptions(timeout=timedelta(seconds=2))
+        )
+        with pytest.raises(TimeoutExceeded, match="exceeded its timeout"):
+            await ex.execute_tool(request)
+        [parent] = [row for row in await ex.list_executions() if row.parent_execution_id is None]
+        assert parent.status is ExecutionStatus.TIMED_OUT
+        assert await ex.get_execution_status(parent.execution_id) is ExecutionStatus.TIMED_OUT
+        for row in (await children_of(projection, parent.execution_id)).values():
+            child = await row_of(projection, row.execution_id)
+            timeout = ExecutionOptions.model_validate(child.request_data["options"]).timeout
+            assert timeout is not None and timeout <= timedelta(seconds=2)  # the remaining budget, not 300 s
+        await _assert_children_stopped(ex, projection, parent.execution_id)
