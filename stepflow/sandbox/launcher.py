@@ -109,8 +109,8 @@ def confine_filesystem(workdir: str) -> None:
 def exec_tool(spec: dict[str, Any], status_fd: int) -> NoReturn:
     """In the tool's process: limits, identity, signals, then exec. Never returns."""
     try:
-        for name, value in spec["rlimits"].items():
-            resource.setrlimit(getattr(resource, name), (value, value))
+        for name, (soft, hard) in spec["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (soft, hard))
         os.setgroups([])
         os.setgid(spec["gid"])
         os.setuid(spec["uid"])

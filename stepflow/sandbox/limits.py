@@ -34,13 +34,17 @@ class SandboxLimits:
     network: bool = False
 
     @property
-    def rlimits(self) -> dict[str, int]:
-        """The rlimits the launcher sets on the tool's process (soft = hard)."""
+    def rlimits(self) -> dict[str, tuple[int, int]]:
+        """The (soft, hard) rlimits the launcher sets on the tool's process.
+
+        CPU: SIGXCPU at the limit (an unmistakable death), SIGKILL one second later should the tool catch it.
+        """
+        memory = self.memory_mb * 1024 * 1024
         return {
-            "RLIMIT_AS": self.memory_mb * 1024 * 1024,
-            "RLIMIT_CPU": self.cpu_seconds,
-            "RLIMIT_NPROC": self.max_processes,
-            "RLIMIT_CORE": 0,
+            "RLIMIT_AS": (memory, memory),
+            "RLIMIT_CPU": (self.cpu_seconds, self.cpu_seconds + 1),
+            "RLIMIT_NPROC": (self.max_processes, self.max_processes),
+            "RLIMIT_CORE": (0, 0),
         }
 
 

@@ -290,10 +290,10 @@ def classify(result: SandboxResult, limits: SandboxLimits, program: str) -> Exec
     stderr = result.stderr_tail.decode(errors="replace")
     lowered = stderr.lower()
     cpu_ms = result.cpu_time_ms or 0.0
-    if result.signal in (signal.SIGKILL, signal.SIGXCPU) and cpu_ms >= limits.cpu_seconds * 1000 * 0.95:
+    if result.signal == signal.SIGXCPU or (result.signal == signal.SIGKILL and cpu_ms >= limits.cpu_seconds * 500):
         return ResourceLimitExceeded(
-            f"cpu_seconds: {program} used {cpu_ms / 1000:.2f}s of CPU time, over its limit of "
-            f"{limits.cpu_seconds}s (RLIMIT_CPU); it was killed"
+            f"cpu_seconds: {program} reached its CPU time limit of {limits.cpu_seconds}s (RLIMIT_CPU; "
+            f"{cpu_ms:.0f} ms measured) and was killed"
         )
     if any(sign in lowered for sign in _MEMORY_SIGNS):
         return ResourceLimitExceeded(
@@ -305,7 +305,11 @@ def classify(result: SandboxResult, limits: SandboxLimits, program: str) -> Exec
             f"max_processes: {program} hit its limit of {limits.max_processes} processes (RLIMIT_NPROC): "
             f"{_last_line(stderr)}"
         )
-    how = f"was killed by signal {result.signal}" if result.signal else f"exited with status {result.exit_code}"
+    how = (
+        f"was killed by signal {result.signal} after {cpu_ms:.0f} ms of CPU time"
+        if result.signal
+        else f"exited with status {result.exit_code}"
+    )
     detail = f": {stderr.strip()[-1000:]}" if stderr.strip() else ""
     return ExecutionFailed(f"{program} {how}{detail}")
 

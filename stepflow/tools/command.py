@@ -29,6 +29,7 @@ awk or jq programs can be written as they are. ``argv[0]`` must be literal: a pa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -39,7 +40,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stepflow.errors import ExecutionFailed, InvalidParameters, ResourceLimitExceeded
+from stepflow.errors import ExecutionFailed, InvalidParameters, ResourceLimitExceeded, TimeoutExceeded
 from stepflow.models import JsonDict, ResourceLimits
 from stepflow.registry import ToolContext, ToolDefinition
 from stepflow.sandbox import classify, resolve_limits, run_sandboxed, sandbox_unavailable
@@ -50,6 +51,7 @@ _TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "num
 _KEYS = {"id", "version", "kind", "description", "argv", "stdin", "env", "output", "parameters", "limits"}
 _PARAM_KEYS = {"type", "required", "default", "description", "enum", "max_length", "minimum", "maximum"}
 _TIMEOUT_MARGIN = 0.25
+_TIMEOUT_FALLBACK = 10.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ class CommandTool(ToolDefinition):
             lambda stream, line: (logger.info if stream == "stdout" else logger.warning)(line, stream=stream)
         )
         argv = self.render_argv(parameters)
+        deadline = _activity_deadline(ctx.cancel_grace)
+        started = time.monotonic()
         result = await run_sandboxed(
             argv,
             self.environment(ctx.context.environment),
@@ -186,7 +190,7 @@ class CommandTool(ToolDefinition):
             stdin=self.render_stdin(parameters),
             on_line=budget,
             cancel_grace=ctx.cancel_grace,
-            deadline=_own_deadline(ctx.cancel_grace),
+            deadline=deadline[0] if deadline else None,
         )
         if budget.dropped:
             logger.warning("output lines not logged", dropped=budget.dropped, logged=budget.passed)
@@ -194,14 +198,13 @@ class CommandTool(ToolDefinition):
             ctx.record_metric("cpu_time_ms", result.cpu_time_ms, "ms")
         if result.max_rss_kb is not None:
             ctx.record_metric("max_rss_kb", float(result.max_rss_kb), "kB")
-        if result.deadline_exceeded:
-            from temporalio.exceptions import ApplicationError
-
-            raise ApplicationError(
-                f"command tool {self.id!r} ran past its timeout; its process tree was killed",
-                type="TimeoutExceeded",
-                non_retryable=False,
-            )
+        if result.deadline_exceeded and deadline is not None:
+            # The tree is dead; Temporal's own start-to-close timeout now ends this attempt (retried under the
+            # request's retry policy, timed_out when none is left), so that status is only ever reported after
+            # the processes are gone. The raise below is a fallback should that cancel not arrive.
+            logger.warning("timeout reached: the process tree was killed", stream="engine")
+            await asyncio.sleep(max(0.0, deadline[1] - (time.monotonic() - started)) + _TIMEOUT_FALLBACK)
+            raise TimeoutExceeded(f"command tool {self.id!r} ran past its timeout; its process tree was killed")
         error = classify(result, limits, argv[0])
         if error is not None:
             raise error
@@ -224,8 +227,11 @@ def _substitute(template: str, declared: dict[str, Parameter], parameters: JsonD
     return _PLACEHOLDER.sub(replace, template)
 
 
-def _own_deadline(grace: float) -> float | None:
-    """Seconds until the tool must be stopped so it is dead before the activity's start-to-close timeout."""
+def _activity_deadline(grace: float) -> tuple[float, float] | None:
+    """(when to stop the tool, when the activity's start-to-close timeout fires), in seconds from now.
+
+    The tool is stopped ``grace`` + a margin before Temporal's timeout, so that it is dead when the timeout fires.
+    """
     from temporalio import activity
 
     if not activity.in_activity():
@@ -235,8 +241,8 @@ def _own_deadline(grace: float) -> float | None:
     if timeout is None:
         return None
     elapsed = max(0.0, time.time() - info.started_time.timestamp())
-    remaining = timeout.total_seconds() - elapsed
-    return max(0.05, min(remaining - grace - _TIMEOUT_MARGIN, remaining * 0.8))
+    remaining = max(0.1, timeout.total_seconds() - elapsed)
+    return max(remaining * 0.5, remaining - grace - _TIMEOUT_MARGIN), remaining
 
 
 def _parameter(name: str, table: Any) -> Parameter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import time
 
@@ -40,7 +41,11 @@ async def test_cpu_spin_is_killed_by_rlimit_cpu():
     started = time.monotonic()
     result, error = await run_py("while True: pass", limits(cpu_seconds=1))
     assert time.monotonic() - started < 10
-    assert result.signal == 9 and result.cpu_time_ms is not None and result.cpu_time_ms >= 950
+    assert result.signal == signal.SIGXCPU and result.cpu_time_ms is not None and result.cpu_time_ms >= 500
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("cpu_seconds")
+    code = "import signal\nsignal.signal(signal.SIGXCPU, lambda *_: None)\nwhile True: pass"
+    result, error = await run_py(code, limits(cpu_seconds=1))  # SIGKILL one second later
+    assert result.signal == signal.SIGKILL
     assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("cpu_seconds")
 
 
