@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def command_settings(settings: Settings) -> Settings:
     return settings
 
 
-def request(tool_id: str, parameters: dict, **options) -> ExecutionRequest:
+def request(tool_id: str, parameters: dict[str, Any], **options: Any) -> ExecutionRequest:
     context = options.pop("context", ExecutionContext())
     return ExecutionRequest(
         tool_id=tool_id, parameters=parameters, context=context, options=ExecutionOptions(**options)
