@@ -262,6 +262,13 @@ class Executor:
         """Executions from the SQL projection, newest first."""
         return await self.projection.list_executions(execution_filter)
 
+    async def list_steps(self, execution_id: str, *, tenant_id: str | None = None) -> list[ExecutionInfo]:
+        """The child executions of a composite (its steps), in the order they started; [] for other tools."""
+        rows = await self.projection.list_executions(
+            ExecutionFilter(parent_execution_id=execution_id, tenant_id=tenant_id, limit=10_000)
+        )
+        return sorted(rows, key=lambda row: (row.start_time, row.execution_id))
+
     # --- monitoring (projection) -------------------------------------------------------------------
 
     async def get_metrics(self, metric_filter: MetricFilter | None = None) -> ExecutionMetrics:

@@ -192,8 +192,10 @@ def status(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOp
     async def body() -> int:
         async with common.executor() as executor:
             progress = await executor.get_execution_progress(execution_id, tenant_id=tenant)
+            steps = await executor.list_steps(execution_id, tenant_id=tenant)
         if as_json:
-            common.print_json(progress)
+            # a composite's steps (its child executions) ride along under "steps"
+            common.print_json({**progress.model_dump(mode="json"), "steps": steps} if steps else progress)
             return 0
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
@@ -207,6 +209,8 @@ def status(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOp
         if progress.last_failure:
             table.add_row("last failure", progress.last_failure)
         common.stdout.print(table)
+        if steps:
+            common.stdout.print(steps_table(execution_id, steps))
         return 0
 
     common.run(body(), as_json=as_json)
@@ -299,6 +303,22 @@ def _filter(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidParameters(f"invalid list filter: {problems}") from None
+
+
+def steps_table(parent_id: str, steps: list[ExecutionInfo]) -> Table:
+    """A composite's steps (child executions) as a rich table, for ``status``."""
+    table = Table(title="steps", title_justify="left", show_lines=False)
+    for column in ("step", "tool", "status", "duration", "error"):
+        table.add_column(column, overflow="fold")
+    for row in steps:
+        table.add_row(
+            row.execution_id.removeprefix(parent_id + "."),
+            f"{row.tool_id} {row.version or ''}".strip(),
+            styled(row.status),
+            f"{row.duration_ms} ms" if row.duration_ms is not None else "",
+            row.error_message or "",
+        )
+    return table
 
 
 def executions_table(rows: list[ExecutionInfo], *, title: str | None = None) -> Table:
