@@ -1,0 +1,1 @@
+"""Unit tests: configuration, errors and the tool registry, without servers."""
