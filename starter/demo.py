@@ -82,6 +82,13 @@ class DemoCase:
 DEMO_CASES: list[DemoCase] = [
     DemoCase("completes", "echo", ExecutionStatus.COMPLETED, "echo returns its parameters", {"message": "hello"}),
     DemoCase(
+        "command tool",
+        "wc",
+        ExecutionStatus.COMPLETED,
+        "awk counts lines and words of stdin in the sandbox (no network, read-only fs, own uid)",
+        {"text": "durable tools on Temporal\nkilled when cancelled\n"},
+    ),
+    DemoCase(
         "retries",
         "flaky",
         ExecutionStatus.COMPLETED,
@@ -122,6 +129,13 @@ DEMO_CASES: list[DemoCase] = [
         "sleeps 30 s, cancelled after 1 s",
         {"seconds": 30},
         cancel_after=1.0,
+    ),
+    DemoCase(
+        "composite",
+        "fan-out-in",
+        ExecutionStatus.COMPLETED,
+        "a composite: echo, then sleep 1 s and echo in parallel, then join; each step a child execution",
+        {"text": "hello", "seconds": 1},
     ),
 ]
 
@@ -219,8 +233,10 @@ def demo_table(outcomes: list[CaseOutcome], rows: list[ExecutionInfo]) -> Table:
     for row in sorted(rows, key=lambda row: row.start_time):
         outcome = cases.get(row.execution_id)
         error = row.error_message or ""
+        parent = row.parent_execution_id
+        step = f"└ step {row.execution_id.removeprefix(parent + '.')}" if parent else ""  # a composite's child
         table.add_row(
-            outcome.case.name if outcome else "",
+            outcome.case.name if outcome else step,
             row.execution_id,
             f"{row.tool_id} {row.version or ''}".strip(),
             styled(row.status),
