@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,13 @@ def demo_table(outcomes: list[CaseOutcome], rows: list[ExecutionInfo]) -> Table:
     table = Table(title="executions (from the executions table)")
     for column in ("case", "execution_id", "tool", "status", "expected", "duration", "error_message"):
         table.add_column(column, overflow="fold", no_wrap=column == "execution_id")
-    for row in sorted(rows, key=lambda row: row.start_time):
+    starts = {row.execution_id: row.start_time for row in rows}
+
+    def order(row: ExecutionInfo) -> tuple[datetime, datetime]:
+        """A composite's steps (ids "<parent>.<step>") right below their parent, in the order they started."""
+        return starts.get(row.execution_id.split(".")[0], row.start_time), row.start_time
+
+    for row in sorted(rows, key=order):
         outcome = cases.get(row.execution_id)
         error = row.error_message or ""
         parent = row.parent_execution_id
