@@ -23,7 +23,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import Priority as TemporalPriority
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import CancelledError, ChildWorkflowError
+from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from stepflow import search_attributes
@@ -276,6 +276,9 @@ class CompositeRunner:
                     fairness_weight=info_priority.fairness_weight,
                 ),
             )
+        except WorkflowAlreadyStartedError:
+            message = f"step {step.id!r}: a child execution {child_id!r} exists already and is not this composite's"
+            return StepOutcome(ExecutionStatus.FAILED, child_id, error=ErrorInfo(type="InternalError", message=message))
         except (ChildWorkflowError, asyncio.CancelledError, CancelledError) as failure:
             error = from_failure(failure)
             if isinstance(error, ExecutionCancelled):

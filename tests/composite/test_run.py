@@ -99,3 +99,17 @@ async def test_continue_runs_the_others_and_reports_every_step(time_skipping_env
             "broken": "failed",
             "after-slow": "completed",
         }
+
+
+async def test_a_composite_step_may_be_a_composite(time_skipping_env, composite_settings):
+    async with (
+        running_worker(time_skipping_env, composite_settings) as projection,
+        executor_for(time_skipping_env, composite_settings) as ex,
+    ):
+        result = await ex.execute_tool(ExecutionRequest(tool_id="test-nested", parameters={"text": "deep"}))
+        assert result.output == "deep: 0.0s"  # `output` picked one value out of the last step
+        inner = f"{result.execution_id}.inner"
+        assert set(await children_of(projection, result.execution_id)) == {"inner", "after"}
+        grandchildren = await children_of(projection, inner)
+        assert sorted(grandchildren) == ["a", "b", "c", "d"]
+        assert {row.parent_execution_id for row in grandchildren.values()} == {inner}
