@@ -2,8 +2,10 @@
 #   make demo   install into .venv, start a Temporal dev server and a worker, run one execution of each outcome
 #   make test   install into .venv, then ruff, ruff format --check, mypy and pytest
 # The install step re-runs only when pyproject.toml changed (stamp file .venv/.installed).
+# `make test` also installs Debian's chromium (for the Web UI test in tests/e2e) when it is missing.
 
 PYTHON ?= python3
+CHROMIUM := /usr/bin/chromium
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -23,8 +25,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
-pytest: $(STAMP)
+pytest: $(STAMP) | $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "note: $(CHROMIUM) is missing and cannot be installed here: the Web UI test is skipped"; \
+	fi
 
 install: $(STAMP)
 
