@@ -92,10 +92,6 @@ class CompositeRunner:
         timeout = job.request.options.timeout
         self._deadline: datetime | None = None if timeout is None else workflow.info().start_time + timeout
 
-    @property
-    def outcomes(self) -> dict[str, StepOutcome]:
-        return self._outcomes
-
     def report(self) -> JsonDict:
         """Every step's outcome so far, in declaration order (pending steps omitted)."""
         return {s.id: self._outcomes[s.id].report() for s in self._plan.steps if s.id in self._outcomes}
@@ -118,8 +114,7 @@ class CompositeRunner:
                     f"{self._job.request.options.timeout}; {self._summary()}"
                 ),
             )
-        failed = [s.id for s in self._plan.steps if self._outcomes[s.id].status != ExecutionStatus.COMPLETED]
-        if failed:
+        if any(self._outcomes[s.id].status != ExecutionStatus.COMPLETED for s in self._plan.steps):
             return self._ended(ExecutionStatus.FAILED, None)
         outputs = {step_id: outcome.output for step_id, outcome in self._outcomes.items()}
         if self._plan.output is None:
@@ -220,16 +215,15 @@ class CompositeRunner:
         return "steps: " + "; ".join(parts)
 
     def _ended(self, status: ExecutionStatus, error: ExecutorError | None) -> CompositeOutcome:
+        """A composite that did not complete: its error (by default naming the steps that did not) and report."""
         if error is None:
-            failed = [
-                s.id
+            culprits = [
+                f"step {s.id!r} {self._outcomes[s.id].status}"
                 for s in self._plan.steps
-                if self._outcomes[s.id].status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
+                if self._outcomes[s.id].status != ExecutionStatus.COMPLETED and self._outcomes[s.id].status != SKIPPED
             ]
-            noun = "step" if len(failed) == 1 else "steps"
             error = ExecutionFailed(
-                f"composite {self._job.request.tool_id!r} failed: {noun} {', '.join(map(repr, failed))} failed; "
-                f"{self._summary()}"
+                f"composite {self._job.request.tool_id!r} failed: {', '.join(culprits)}; {self._summary()}"
             )
         return CompositeOutcome(status, {"steps": self.report()}, error, self._outcomes)
 
