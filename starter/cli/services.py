@@ -7,18 +7,23 @@ graceful shutdown, the dev server (its own process group) is terminated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import structlog
 import typer
 
 from starter.cli import common
 from starter.server import DevServer
 from stepflow.config import Settings, TemporalSettings
 from stepflow.errors import InternalError
+from stepflow.temporal import connect
 from worker.build import run_worker
+
+log = structlog.get_logger(__name__)
 
 AddressOpt = Annotated[
     str | None, typer.Option("--address", help="host:port of the gRPC frontend (default STEPFLOW_TEMPORAL_ADDRESS).")
@@ -90,13 +95,58 @@ def server(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: Head
     common.run(body())
 
 
-def worker() -> None:
+async def stop_when_idle(config: Settings, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the task queue has had no open execution for STEPFLOW_WORKER_POOL_IDLE_TIMEOUT seconds.
+
+    "Open" is Temporal's visibility view (``ExecutionStatus="Running"`` on this task queue): an execution
+    waiting for a retry or for its tool counts, so a worker never leaves work it could still be given.
+    """
+    client = await connect(config.temporal)
+    idle_timeout = config.worker_pool.idle_timeout
+    interval = min(5.0, max(0.2, idle_timeout / 4))
+    query = f'TaskQueue="{config.temporal.task_queue}" AND ExecutionStatus="Running"'
+    loop = asyncio.get_running_loop()
+    idle_since: float | None = None
+    while not stop.is_set():
+        open_executions = (await client.count_workflows(query)).count
+        now = loop.time()
+        if open_executions:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= idle_timeout:
+            log.info("worker idle, exiting", idle_seconds=round(now - idle_since, 1))
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+def worker(
+    exit_when_idle: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-idle",
+            help="Stop once the task queue has had no open execution for STEPFLOW_WORKER_POOL_IDLE_TIMEOUT seconds.",
+        ),
+    ] = False,
+) -> None:
     """Run a worker (all registered tools) until SIGINT/SIGTERM, then shut down gracefully."""
 
     async def body() -> int:
         config = common.settings()
         common.setup_logging(config, quiet=False)
-        await run_worker(config)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(stop_when_idle(config, stop)) if exit_when_idle else None
+        if watcher is not None:
+            watcher.add_done_callback(lambda _: stop.set())  # a failing watcher stops the worker and is reported
+        try:
+            await run_worker(config, stop=stop)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         return 0
 
     common.run(body())

@@ -13,10 +13,10 @@ import pytest
 
 from starter.server import free_port, port_open
 from stepflow.config import Settings
-from tests.cli.conftest import STEPFLOW, cli_environment, run_cli
+from tests.cli.conftest import STEPFLOW, Cli, cli_environment, run_cli
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.dev_server, pytest.mark.timeout(120)]
 
 
 async def wait_for_port(port: int, process: asyncio.subprocess.Process, deadline: float = 60.0) -> None:
@@ -72,3 +72,24 @@ async def test_dev_serves_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+
+async def test_worker_exit_when_idle_finishes_work_first(cli: Cli, cli_env: dict[str, str]) -> None:
+    idle_env = {**cli_env, "STEPFLOW_WORKER_POOL_IDLE_TIMEOUT": "1"}
+    nothing_to_do = await run_cli("worker", "--exit-when-idle", env=idle_env, within=30)  # also registers the tools
+    assert nothing_to_do.code == 0, nothing_to_do
+    assert "worker idle, exiting" in nothing_to_do.stderr
+
+    started = await cli("start", "sleep", "-p", "seconds=3", "--json")
+    assert started.code == 0, started
+    execution_id = started.json()["execution_id"]
+
+    began = time.monotonic()
+    worker = await run_cli("worker", "--exit-when-idle", env=idle_env, within=60)
+    assert worker.code == 0, worker
+    assert time.monotonic() - began >= 3, "the worker left before the execution it could run had finished"
+    assert "worker idle, exiting" in worker.stderr
+
+    result = await cli("result", execution_id, "--json")
+    assert result.code == 0, result
+    assert result.json()["status"] == "completed"
