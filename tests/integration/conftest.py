@@ -1,0 +1,25 @@
+"""Fixtures for the integration tests: an Executor whose worker also has the probe tools."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from starter.executor import Executor
+from stepflow.config import Settings
+from tests.conftest import executor_for, running_worker
+from tests.workflows import probe_tools
+
+
+@pytest.fixture
+def probe_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"tool_modules": [probe_tools.PROBE_MODULE]})
+
+
+@pytest.fixture
+async def executor(dev_env: WorkflowEnvironment, probe_settings: Settings) -> AsyncIterator[Executor]:
+    """A worker (built-ins plus probe tools) and an Executor on the dev server, sharing a fresh projection."""
+    async with running_worker(dev_env, probe_settings), executor_for(dev_env, probe_settings) as started:
+        yield started
