@@ -37,7 +37,7 @@ class LineSplitter:
         if not self._skipping:
             self._buffer += chunk[start:]
             if len(self._buffer) > self._max_bytes:
-                lines.append(self._decode(bytes(self._buffer[: self._max_bytes])) + TRUNCATED)
+                lines.append(self._decode(bytes(self._buffer[: self._max_bytes]), cut=True))
                 self._buffer.clear()
                 self._skipping = True
         return lines
@@ -47,11 +47,11 @@ class LineSplitter:
         self._buffer.clear()
         return [self._decode(rest)] if rest and not self._skipping else []
 
-    def _decode(self, data: bytes) -> str:
+    def _decode(self, data: bytes, *, cut: bool = False) -> str:
         text = data.decode("utf-8", errors="replace").rstrip("\r")
         if len(text) > self._max_chars:
-            return text[: self._max_chars] + TRUNCATED
-        return text
+            text, cut = text[: self._max_chars], True
+        return text + TRUNCATED if cut else text
 
 
 class LineBudget:
