@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Coroutine
@@ -83,8 +84,6 @@ def settings() -> Settings:
 
 def setup_logging(config: Settings, *, quiet: bool = True) -> None:
     """structlog for a CLI process; ``quiet`` keeps library chatter (Temporal's) at warnings and above."""
-    import logging
-
     configure_logging(fmt=config.log_format, level=logging.WARNING if quiet else logging.INFO)
 
 

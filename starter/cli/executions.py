@@ -148,7 +148,12 @@ def run(
         )
         async with common.executor() as executor:
             execution_id = await executor.execute_tool_async(request)
-            result = await _wait(executor, execution_id, spinner=common.stderr.is_terminal)
+            spinner = common.stderr.is_terminal
+            if spinner:
+                common.stderr.print(
+                    f"started {execution_id} (Ctrl-C stops waiting, not the execution)", highlight=False
+                )
+            result = await _wait(executor, execution_id, spinner=spinner)
         return show_result(result, as_json)
 
     common.run(body(), as_json=as_json)
