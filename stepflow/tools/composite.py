@@ -9,8 +9,9 @@ Declared in a tool file (see ``docs/composite-tools.md``)::
     failure_policy = "fail_fast"          # or "continue"
     output = "{{ steps.join.output }}"    # optional; default: {step id: step output}
 
-    [tool.inputs.text]
+    [tool.parameters.text]     # the same keys as a command tool's parameters
     type = "string"
+    required = true
 
     [[tool.steps]]
     id = "a"
@@ -37,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -46,7 +47,7 @@ from stepflow.models import CompositePlan, CompositeStep, FailurePolicy, JsonDic
 from stepflow.registry import ToolDefinition, ToolRegistry
 from stepflow.tools.references import BadReference, find_references
 
-_INPUT_TYPES: dict[str, Any] = {
+_PARAMETER_TYPES: dict[str, Any] = {
     "string": str,
     "integer": int,
     "number": float,
@@ -55,9 +56,9 @@ _INPUT_TYPES: dict[str, Any] = {
     "object": dict[str, Any],
     "any": Any,
 }
-_TOOL_KEYS = {"id", "version", "kind", "description", "failure_policy", "inputs", "steps", "output"}
+_TOOL_KEYS = {"id", "version", "kind", "description", "failure_policy", "parameters", "steps", "output"}
 _STEP_KEYS = {"id", "tool", "version", "parameters", "depends_on", "timeout", "retry_count", "priority"}
-_INPUT_KEYS = {"type", "description", "default", "required"}
+_PARAMETER_KEYS = {"type", "required", "default", "description", "enum", "max_length", "minimum", "maximum"}
 
 
 @dataclass(frozen=True)
@@ -95,25 +96,34 @@ class CompositeTool(ToolDefinition):
         return f"{origin}, tool {self.id!r}" + (f", step {step!r}" if step else "")
 
 
-def _input_model(tool_id: str, inputs: Mapping[str, Any]) -> type[BaseModel]:
+def _parameters_model(tool_id: str, parameters: Mapping[str, Any]) -> type[BaseModel]:
+    """A pydantic model of the declared parameters (the same keys as a command tool's ``[tool.parameters.X]``)."""
     fields: dict[str, Any] = {}
-    for name, spec in inputs.items():
+    for name, spec in parameters.items():
         if not isinstance(spec, Mapping):
-            raise ConfigError(f'input {name!r}: declare it as a table, e.g. [tool.inputs.{name}] type = "string"')
-        unknown = set(spec) - _INPUT_KEYS
+            raise ConfigError(
+                f'parameter {name!r}: declare it as a table, e.g. [tool.parameters.{name}] type = "string"'
+            )
+        unknown = set(spec) - _PARAMETER_KEYS
         if unknown:
-            raise ConfigError(f"input {name!r}: unknown keys {sorted(unknown)}; allowed: {sorted(_INPUT_KEYS)}")
-        kind = spec.get("type", "any")
-        if kind not in _INPUT_TYPES:
-            raise ConfigError(f"input {name!r}: type must be one of {', '.join(_INPUT_TYPES)}, got {kind!r}")
-        description = str(spec.get("description", ""))
-        if spec.get("required", "default" not in spec):
-            fields[name] = (_INPUT_TYPES[kind], Field(..., description=description))
+            raise ConfigError(f"parameter {name!r}: unknown keys {sorted(unknown)}; allowed: {sorted(_PARAMETER_KEYS)}")
+        kind = spec.get("type", "string")
+        if kind not in _PARAMETER_TYPES:
+            raise ConfigError(f"parameter {name!r}: type must be one of {', '.join(_PARAMETER_TYPES)}, got {kind!r}")
+        annotation: Any = Literal[tuple(spec["enum"])] if spec.get("enum") else _PARAMETER_TYPES[kind]
+        constraints: dict[str, Any] = {
+            "description": str(spec.get("description", "")),
+            "max_length": spec.get("max_length"),
+            "ge": spec.get("minimum"),
+            "le": spec.get("maximum"),
+        }
+        if spec.get("required", False):
+            fields[name] = (annotation, Field(..., **constraints))
         elif "default" in spec:
-            fields[name] = (_INPUT_TYPES[kind], Field(default=spec["default"], description=description))
+            fields[name] = (annotation, Field(default=spec["default"], **constraints))
         else:
-            fields[name] = (_INPUT_TYPES[kind] | None, Field(default=None, description=description))
-    model_name = "Inputs_" + "".join(ch if ch.isalnum() else "_" for ch in tool_id)
+            fields[name] = (annotation | None, Field(default=None, **constraints))
+    model_name = "Parameters_" + "".join(ch if ch.isalnum() else "_" for ch in tool_id)
     model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
     return model
 
@@ -146,7 +156,7 @@ def _step(raw: Any, index: int) -> CompositeStep:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _check_graph(steps: Sequence[CompositeStep], inputs: Iterable[str], output: Any) -> list[CompositeStep]:
+def _check_graph(steps: Sequence[CompositeStep], parameters: Iterable[str], output: Any) -> list[CompositeStep]:
     """Add the dependencies implied by references; reject duplicates, unknown names and cycles."""
     if not steps:
         raise ConfigError("a composite needs at least one [[tool.steps]]")
@@ -154,7 +164,7 @@ def _check_graph(steps: Sequence[CompositeStep], inputs: Iterable[str], output: 
     duplicates = sorted({step_id for step_id in ids if ids.count(step_id) > 1})
     if duplicates:
         raise ConfigError(f"step {duplicates[0]!r}: duplicate step id (each step id must be unique)")
-    known_inputs = set(inputs)
+    known_inputs = set(parameters)
     checked = []
     for step in steps:
         try:
@@ -167,8 +177,8 @@ def _check_graph(steps: Sequence[CompositeStep], inputs: Iterable[str], output: 
                 if reference.path and reference.path[0] not in known_inputs:
                     declared = ", ".join(sorted(known_inputs)) or "none"
                     raise ConfigError(
-                        f"step {step.id!r}: {reference.text} names an undeclared input "
-                        f"{reference.path[0]!r} (declared inputs: {declared})"
+                        f"step {step.id!r}: {reference.text} names an undeclared parameter "
+                        f"{reference.path[0]!r} (declared parameters: {declared})"
                     )
             elif reference.step not in depends:
                 depends.append(reference.step)
@@ -186,7 +196,7 @@ def _check_graph(steps: Sequence[CompositeStep], inputs: Iterable[str], output: 
         if reference.step is not None and reference.step not in ids:
             raise ConfigError(f"output: {reference.text} names unknown step {reference.step!r}")
         if reference.step is None and reference.path and reference.path[0] not in known_inputs:
-            raise ConfigError(f"output: {reference.text} names an undeclared input {reference.path[0]!r}")
+            raise ConfigError(f"output: {reference.text} names an undeclared parameter {reference.path[0]!r}")
     _reject_cycles(checked)
     return checked
 
@@ -216,7 +226,7 @@ def composite_tool(
     steps: Sequence[CompositeStep | Mapping[str, Any]],
     version: str = "1.0.0",
     description: str = "",
-    inputs: Mapping[str, Mapping[str, Any]] | None = None,
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
     failure_policy: FailurePolicy | str = FailurePolicy.FAIL_FAST,
     output: Any = None,
     source: str = "python",
@@ -228,7 +238,7 @@ def composite_tool(
         raise ConfigError(
             f"failure_policy must be one of {', '.join(p.value for p in FailurePolicy)}, got {failure_policy!r}"
         ) from None
-    declared = dict(inputs or {})
+    declared = dict(parameters or {})
     parsed = [step if isinstance(step, CompositeStep) else _step(step, index) for index, step in enumerate(steps)]
     plan = CompositePlan(failure_policy=policy, steps=_check_graph(parsed, declared, output), output=output)
     return CompositeTool(
@@ -236,7 +246,7 @@ def composite_tool(
         version=version,
         description=description,
         plan=plan,
-        input_model=_input_model(tool_id, declared),
+        input_model=_parameters_model(tool_id, declared),
         source=source,
     )
 
@@ -252,14 +262,14 @@ def parse_composite_tool(table: Mapping[str, Any], path: Path) -> CompositeTool:
     steps = table.get("steps", [])
     if not isinstance(steps, list):
         raise ConfigError("declare steps as [[tool.steps]] tables")
-    inputs = table.get("inputs", {})
-    if not isinstance(inputs, Mapping):
-        raise ConfigError("declare inputs as [tool.inputs.NAME] tables")
+    parameters = table.get("parameters", {})
+    if not isinstance(parameters, Mapping):
+        raise ConfigError("declare parameters as [tool.parameters.NAME] tables")
     return composite_tool(
         table["id"],
         version=table["version"],
         description=str(table.get("description", "")),
-        inputs=inputs,
+        parameters=parameters,
         failure_policy=table.get("failure_policy", FailurePolicy.FAIL_FAST),
         steps=steps,
         output=table.get("output"),

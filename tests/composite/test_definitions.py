@@ -46,6 +46,9 @@ def test_the_test_and_builtin_composites_load_with_implied_dependencies(tmp_path
         diamond.validate_parameters({"seconds": 2})
     builtin = registry.resolve("fan-out-in")
     assert isinstance(builtin, CompositeTool) and builtin.plan.failure_policy is FailurePolicy.FAIL_FAST
+    assert builtin.parameters_schema["required"] == ["text"]
+    with pytest.raises(InvalidParameters, match="seconds: Input should be less than or equal to 60"):
+        builtin.validate_parameters({"text": "x", "seconds": 61})
 
 
 def test_references_keep_json_types_and_interpolate_in_text():
@@ -84,7 +87,7 @@ def test_references_keep_json_types_and_interpolate_in_text():
         ),
         (
             '[[tool.steps]]\nid = "a"\ntool = "echo"\nparameters = { x = "{{ input.who }}" }\n',
-            r"step 'a': \{\{ input.who \}\} names an undeclared input 'who' \(declared inputs: none\)",
+            r"step 'a': \{\{ input.who \}\} names an undeclared parameter 'who' \(declared parameters: none\)",
         ),
         (
             '[[tool.steps]]\nid = "a"\ntool = "echo"\ndepends_on = ["b"]\n'
@@ -137,7 +140,10 @@ def test_composites_that_include_each_other_are_rejected(tmp_path):
 def test_python_builder_matches_the_file_format():
     built = composite_tool(
         "built",
-        inputs={"text": {"type": "string"}},
+        parameters={
+            "text": {"type": "string", "required": True},
+            "mode": {"enum": ["fast", "slow"], "default": "fast"},
+        },
         steps=[
             CompositeStep(id="a", tool_id="echo", parameters={"t": "{{ input.text }}"}),
             {"id": "b", "tool": "echo", "parameters": {"t": "{{ steps.a.output.t }}"}, "timeout": 5},
@@ -147,6 +153,9 @@ def test_python_builder_matches_the_file_format():
     assert built.source == "python" and built.plan.failure_policy is FailurePolicy.CONTINUE
     assert built.plan.steps[1].depends_on == ["a"] and built.plan.steps[1].timeout == timedelta(seconds=5)
     assert built.__stepflow_tool__ is built  # collected by ToolRegistry.load_module
+    assert built.validate_parameters({"text": "t"}) == {"text": "t", "mode": "fast"}
+    with pytest.raises(InvalidParameters, match="mode"):
+        built.validate_parameters({"text": "t", "mode": "medium"})
     broken = composite_tool("built", steps=[{"id": "a", "tool": "missing"}])
     with pytest.raises(ConfigError, match=r"python, tool 'built', step 'a': unknown tool 'missing'"):
         validate_composites(ToolRegistry([broken]))
