@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import random
 from datetime import timedelta
 
 import pytest
@@ -11,6 +14,7 @@ from starter.executor import Executor
 from stepflow.db.projection import Projection
 from stepflow.errors import TimeoutExceeded
 from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
+from stepflow.sandbox import sandbox_unavailable
 from tests.composite.conftest import children_of, row_of, wait_until_running
 from tests.conftest import executor_for, running_worker
 
@@ -66,3 +70,42 @@ async def test_the_parent_timeout_bounds_its_children(time_skipping_env, composi
             timeout = ExecutionOptions.model_validate(child.request_data["options"]).timeout
             assert timeout is not None and timeout <= timedelta(seconds=2)  # the remaining budget, not 300 s
         await _assert_children_stopped(ex, projection, parent.execution_id)
+
+
+def _sleep_processes(seconds: int) -> list[int]:
+    """Live (non-zombie) ``sleep SECONDS`` processes on this machine."""
+    wanted = f"sleep\0{seconds}\0".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline, open(f"/proc/{pid}/stat") as stat:
+                if cmdline.read() == wanted and stat.read().rpartition(")")[2].split()[0] != "Z":
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(sandbox_unavailable() is not None, reason=str(sandbox_unavailable()))
+async def test_cancelling_the_parent_leaves_no_tool_process(time_skipping_env, composite_settings):
+    seconds = random.randint(7_000, 9_999)  # an argument no other process has
+    async with (
+        running_worker(time_skipping_env, composite_settings) as projection,
+        executor_for(time_skipping_env, composite_settings) as ex,
+    ):
+        parent_id = await ex.execute_tool_async(
+            ExecutionRequest(tool_id="test-command-pair", parameters={"seconds": seconds})
+        )
+        await wait_until_running(projection, parent_id, ["left", "right"])
+        for _ in range(200):
+            if len(_sleep_processes(seconds)) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(_sleep_processes(seconds)) == 2, "both sandboxed sleeps should run"
+
+        await ex.cancel_execution(parent_id)
+        with pytest.raises(WorkflowFailureError):
+            await ex.client.get_workflow_handle(parent_id).result()
+
+        assert _sleep_processes(seconds) == []  # killed before the composite reported cancelled
+        await _assert_children_stopped(ex, projection, parent_id)
