@@ -4,8 +4,10 @@ It is never imported by the worker (it must start fast and must not touch the wo
 
 1. ``unshare(CLONE_NEWNS | CLONE_NEWPID [| CLONE_NEWNET])``: a private mount table, a fresh PID namespace and,
    unless the network is allowed, a fresh network namespace with no interface up (not even loopback).
-2. Makes every mount read-only (``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)``) except the per-execution
-   working directory, which is also bind-mounted over ``/tmp``, ``/var/tmp`` and ``/dev/shm``.
+2. Covers the hidden paths (the worker's own directory) with empty tmpfs, mounts a fresh tmpfs capped at
+   ``workdir_bytes`` and owned by the tool's uid on the per-execution working directory, makes every mount
+   read-only (``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)``) except that one, and bind-mounts it over
+   ``/tmp``, ``/var/tmp`` and ``/dev/shm``. The tmpfs vanishes with the namespace.
 3. Forks the namespace's init (PID 1, root, ignores SIGTERM so the tool gets its grace period), which mounts a
    fresh ``/proc`` and forks the tool: rlimits (AS, CPU, NPROC, CORE), no supplementary groups, an unprivileged
    uid/gid of its own, ``no_new_privs``, default signal dispositions, then ``execvpe``.
@@ -75,10 +77,14 @@ def check(result: int, what: str) -> None:
         raise OSError(error, f"{what}: {os.strerror(error)}")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     check(
         libc.mount(
-            source.encode() if source else None, target.encode(), fstype.encode() if fstype else None, flags, None
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
         ),
         f"mount {target}",
     )
@@ -92,10 +98,16 @@ def set_readonly(dirfd: int, path: str, flags: int, readonly: bool) -> None:
     check(result, f"mount_setattr {path or dirfd}")
 
 
-def confine_filesystem(workdir: str) -> None:
-    """Everything read-only except the working directory, which also stands in for the temporary directories."""
+def confine_filesystem(spec: dict[str, Any]) -> None:
+    """Everything read-only, the hidden paths empty, the working directory a private size-capped tmpfs that also
+    stands in for the temporary directories."""
+    workdir, uid = spec["workdir"], spec["uid"]
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount(workdir, workdir, None, MS_BIND)
+    for path in spec["hide"]:
+        if os.path.isdir(path):
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=1,mode=0755")
+    size = spec["workdir_bytes"]
+    mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={uid},gid={spec['gid']}")
     work_fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
     os.chdir(workdir)
     set_readonly(AT_FDCWD, "/", AT_RECURSIVE, True)
@@ -169,7 +181,7 @@ def main() -> int:
     try:
         flags = CLONE_NEWNS | CLONE_NEWPID | (0 if spec["network"] else CLONE_NEWNET)
         check(libc.unshare(flags), "unshare")
-        confine_filesystem(spec["workdir"])
+        confine_filesystem(spec)
         init = os.fork()
         if init == 0:
             try:

@@ -42,6 +42,7 @@ STDERR_TAIL_BYTES = 4096
 CHUNK = 65536
 _GONE_TIMEOUT = 10.0
 _MEMORY_SIGNS = ("memoryerror", "cannot allocate memory", "out of memory", "bad_alloc", "memory exhausted")
+_DISK_SIGNS = ("no space left on device", "disk quota exceeded")
 _FORK_SIGNS = ("resource temporarily unavailable", "cannot fork", "can't fork", "fork: retry", "fork failed")
 
 
@@ -73,7 +74,6 @@ def write_spec(
     """Create ``root/work`` for ``uid`` and write the launcher's spec (root-only) beside it."""
     workdir = root / "work"
     workdir.mkdir(mode=0o700)
-    os.chown(workdir, uid, uid)
     spec = {
         "argv": list(argv),
         "env": dict(env),
@@ -81,6 +81,8 @@ def write_spec(
         "uid": uid,
         "gid": uid,
         "workdir": str(workdir),
+        "workdir_bytes": limits.memory_mb * 1024 * 1024,
+        "hide": hidden_paths(),
         "network": limits.network,
         "rlimits": limits.rlimits,
         "status_fd": status_fd,
@@ -90,6 +92,15 @@ def write_spec(
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         json.dump(spec, file)
     return spec_path
+
+
+def hidden_paths() -> list[str]:
+    """What the tool must not even read: the worker's working directory (its code, ``.stepflow`` data, config),
+    unless that is ``/`` or holds the sandbox root."""
+    cwd = Path.cwd().resolve()
+    if cwd == Path("/") or SANDBOX_ROOT.resolve().is_relative_to(cwd):
+        return []
+    return [str(cwd)]
 
 
 def _sandbox_root() -> Path:
@@ -298,6 +309,11 @@ def classify(result: SandboxResult, limits: SandboxLimits, program: str) -> Exec
     if any(sign in lowered for sign in _MEMORY_SIGNS):
         return ResourceLimitExceeded(
             f"memory_mb: {program} ran out of its {limits.memory_mb} MiB address space (RLIMIT_AS): "
+            f"{_last_line(stderr)}"
+        )
+    if any(sign in lowered for sign in _DISK_SIGNS):
+        return ResourceLimitExceeded(
+            f"memory_mb: {program} filled its working directory, a tmpfs capped at {limits.memory_mb} MiB: "
             f"{_last_line(stderr)}"
         )
     if any(sign in lowered for sign in _FORK_SIGNS):

@@ -156,3 +156,16 @@ async def test_a_missing_program_is_reported():
     from stepflow.sandbox import classify
 
     assert isinstance(classify(result, limits(), "no-such-program-xyz"), InternalError)
+
+
+async def test_the_worker_directory_is_hidden_and_the_working_directory_is_capped():
+    code = f"""
+import os
+print(os.path.exists("/usr/bin/python3"), os.path.exists("{os.getcwd()}/pyproject.toml"), os.listdir("{os.getcwd()}"))
+"""
+    result, error = await run_py(code)
+    assert error is None and result.stdout == b"True False []\n", result
+    fill = "\n".join(["block = b'x' * 2**20", "with open('/tmp/fill', 'wb') as file:", "    for _ in range(200):"])
+    fill += "\n        file.write(block)"
+    result, error = await run_py(fill, limits(memory_mb=64))
+    assert isinstance(error, ResourceLimitExceeded) and "filled its working directory" in error.message, result
