@@ -33,7 +33,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from stepflow import search_attributes as sa
@@ -250,9 +250,12 @@ class Executor:
             return await handle.result()
         except WorkflowFailureError as failure:
             error = from_failure(failure)
+            # a failed composite carries its per-step report as the error's details
+            details = failure.cause.details if isinstance(failure.cause, ApplicationError) else ()
             return ExecutionResult(
                 execution_id=execution_id,
                 status=status,
+                output=details[0] if details else None,
                 error=ErrorInfo(type=error.kind, message=error.message),
                 metadata=metadata,
                 timing=timing,

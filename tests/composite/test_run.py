@@ -85,6 +85,7 @@ async def test_continue_runs_the_others_and_reports_every_step(time_skipping_env
         assert "step 'broken' failed" in result.error.message
         assert "slow completed" in result.error.message and "after-broken skipped" in result.error.message
         steps = (await row_of(projection, execution_id)).result_data["steps"]
+        assert result.output == {"steps": steps}  # the report rides on the error's details too
         assert steps["slow"] == {
             "status": "completed",
             "execution_id": f"{execution_id}.slow",
