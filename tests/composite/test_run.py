@@ -6,7 +6,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from stepflow.errors import ExecutionFailed
-from stepflow.models import ExecutionFilter, ExecutionRequest, ExecutionStatus
+from stepflow.models import ExecutionFilter, ExecutionOptions, ExecutionRequest, ExecutionStatus, Priority
 from tests.composite.conftest import children_of, row_of
 from tests.conftest import executor_for, running_worker
 
@@ -114,3 +114,20 @@ async def test_a_composite_step_may_be_a_composite(time_skipping_env, composite_
         grandchildren = await children_of(projection, inner)
         assert sorted(grandchildren) == ["a", "b", "c", "d"]
         assert {row.parent_execution_id for row in grandchildren.values()} == {inner}
+
+
+async def test_children_inherit_the_priority_unless_a_step_overrides_it(dev_env, composite_settings):
+    """On the dev server (the time-skipping one reports no priorities): b inherits low, c asks for high."""
+    async with running_worker(dev_env, composite_settings), executor_for(dev_env, composite_settings) as ex:
+        request = ExecutionRequest(
+            tool_id="test-diamond",
+            parameters={"text": "p", "seconds": 0},
+            options=ExecutionOptions(priority=Priority.LOW),
+        )
+        result = await ex.execute_tool(request)
+        keys = {}
+        for step in ("a", "b", "c"):
+            described = await ex.client.get_workflow_handle(f"{result.execution_id}.{step}").describe()
+            keys[step] = described.raw_description.workflow_execution_info.priority.priority_key
+            assert described.raw_description.workflow_execution_info.priority.fairness_key == "default"
+        assert keys == {"a": Priority.LOW.priority_key, "b": Priority.LOW.priority_key, "c": Priority.HIGH.priority_key}
