@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from starter.executor import ExecutionNotFound, Executor, status_from_description
+from stepflow import search_attributes
 from stepflow.errors import ExecutionFailed, InvalidParameters, PermissionDenied
 from stepflow.models import (
     ExecutionContext,
@@ -70,6 +71,15 @@ async def test_execute_tool_returns_the_completed_result_and_writes_the_row(exec
     assert row.end_time is not None and row.duration_ms is not None
     assert row.request_data["parameters"] == {"message": "hi", "n": [1, 2]}
 
+    description = await executor.client.get_workflow_handle(result.execution_id).describe()
+    found_by = {key.name: description.typed_search_attributes.get(key) for key in search_attributes.ALL_KEYS}
+    assert found_by == {
+        "StepflowToolId": "echo",
+        "StepflowTenantId": "acme",
+        "StepflowUserId": "ada",
+        "StepflowStatus": "completed",
+    }, "the Web UI filters on these"
+
     assert await executor.get_execution_status(result.execution_id) is ExecutionStatus.COMPLETED
     again = await executor.get_execution_result(result.execution_id)
     assert again.status is ExecutionStatus.COMPLETED
@@ -100,6 +110,28 @@ async def test_retried_then_completed_on_the_dev_server(executor: Executor) -> N
     assert result.status is ExecutionStatus.COMPLETED
     assert result.output == {"attempt": 3, "failures": 2}
     await assert_row_matches_temporal(executor, result.execution_id)
+
+
+async def test_status_during_retry_backoff_shows_the_next_attempt_and_the_last_failure(executor: Executor) -> None:
+    execution_id = await executor.execute_tool_async(
+        ExecutionRequest(
+            tool_id="flaky",
+            parameters={"failures": 1},
+            options=ExecutionOptions(retry_count=1, retry_delay=timedelta(seconds=3)),
+        )
+    )
+
+    async def backing_off() -> Any:
+        progress = await executor.get_execution_progress(execution_id)
+        return progress if progress.last_failure else None
+
+    progress = await wait_until(backing_off, what="the first attempt to fail")
+    assert progress.attempt == 2
+    assert progress.last_failure is not None and "attempt 1 of 1 planned failures" in progress.last_failure
+    assert progress.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+    await executor.client.get_workflow_handle(execution_id).result()
+    assert await executor.get_execution_status(execution_id) is ExecutionStatus.COMPLETED
+    await assert_row_matches_temporal(executor, execution_id)
 
 
 async def test_running_sleep_shows_attempt_and_progress_then_cancel_ends_it_cancelled(executor: Executor) -> None:
