@@ -20,6 +20,7 @@ from stepflow.models import (
     ExecutionOptions,
     ExecutionRequest,
     ExecutionStatus,
+    Priority,
 )
 from tests.workflows import probe_tools
 from tests.workflows.timeskip import wait_until
@@ -271,3 +272,20 @@ async def test_unknown_execution_id_is_execution_not_found(executor: Executor) -
         assert isinstance(error.value, InvalidParameters)
         assert error.value.kind == "InvalidParameters"
         assert "exec-does-not-exist" in error.value.message
+
+
+@pytest.mark.parametrize(("priority", "key"), [(Priority.CRITICAL, 1), (Priority.LOW, 5)])
+async def test_priority_and_tenant_reach_temporal_as_priority_and_fairness_keys(
+    executor: Executor, priority: Priority, key: int
+) -> None:
+    result = await executor.execute_tool(
+        ExecutionRequest(
+            tool_id="echo",
+            context=ExecutionContext(tenant_id="acme"),
+            options=ExecutionOptions(priority=priority),
+        )
+    )
+    history = await executor.client.get_workflow_handle(result.execution_id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.priority.priority_key == key
+    assert started.priority.fairness_key == "acme"

@@ -75,7 +75,7 @@ def test_the_same_version_registered_twice_differently_is_refused(registry: Tool
 def test_loading_a_module_does_not_touch_other_registries() -> None:
     first, second = ToolRegistry(), ToolRegistry()
     first.load_module(probe_tools.PROBE_MODULE)
-    assert len(first) == 5
+    assert len(first) == 6
     assert len(second) == 0
 
 

@@ -65,3 +65,9 @@ async def probe_versioned_12(params: VersionParams, ctx: ToolContext) -> dict[st
 @tool("probe-versioned", version="1.10.0", description="Version 1.10.0, the latest.")
 async def probe_versioned_110(params: VersionParams, ctx: ToolContext) -> dict[str, str]:
     return {"version": "1.10.0"}
+
+
+@tool("probe-crash", version="1.0.0", description="Count the attempt, raise a plain Python exception.")
+async def probe_crash(params: NoParams, ctx: ToolContext) -> None:
+    CALLS[ctx.execution_id] += 1
+    raise ValueError(f"probe-crash: attempt {ctx.attempt} hit a bug")

@@ -17,6 +17,7 @@ from stepflow.config import Settings
 from stepflow.errors import ExecutionFailed, from_failure
 from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
 from tests.conftest import executor_for, running_worker
+from tests.workflows import probe_tools
 from tests.workflows.timeskip import event_time, events, of_type, result_skipping_time, with_executor
 
 MINUTE = timedelta(minutes=1)
@@ -115,3 +116,30 @@ async def test_without_retry_count_a_failure_is_final_after_one_attempt(
         assert last_start.activity_task_started_event_attributes.attempt == 1
         stored = await projection.get_execution(row.execution_id)
         assert stored is not None and stored.status == ExecutionStatus.FAILED
+
+
+async def test_a_tool_crashing_with_any_exception_is_an_execution_failure_and_retried(
+    time_skipping_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"tool_modules": [probe_tools.PROBE_MODULE]})
+    async with (
+        running_worker(time_skipping_env, settings) as projection,
+        executor_for(time_skipping_env, settings) as executor,
+    ):
+        execution_id = await executor.execute_tool_async(
+            ExecutionRequest(tool_id="probe-crash", options=ExecutionOptions(retry_count=1, retry_delay=MINUTE))
+        )
+        handle = time_skipping_env.client.get_workflow_handle(execution_id)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await result_skipping_time(time_skipping_env, handle)
+        error = from_failure(failure.value)
+        assert isinstance(error, ExecutionFailed)
+        assert error.message == "ValueError: probe-crash: attempt 2 hit a bug"
+        assert probe_tools.CALLS[execution_id] == 2
+        row = await projection.get_execution(execution_id)
+        assert row is not None
+        assert row.status == ExecutionStatus.FAILED
+        assert row.error_message == "ExecutionFailed: ValueError: probe-crash: attempt 2 hit a bug"
+        # the worker is still there for the next execution
+        result = await executor.execute_tool(ExecutionRequest(tool_id="echo", parameters={"after": "crash"}))
+        assert result.output == {"after": "crash"}

@@ -93,17 +93,18 @@ async def test_one_hour_timeout_ends_timed_out_after_one_virtual_hour(
     assert time.monotonic() - started < 30, "the hour must be virtual"
 
 
-async def test_default_timeout_comes_from_config_in_seconds(
+async def test_default_and_heartbeat_timeouts_come_from_config_in_seconds(
     time_skipping_env: WorkflowEnvironment, settings: Settings
 ) -> None:
-    settings = with_executor(settings, default_timeout=600)
+    settings = with_executor(settings, default_timeout=600, heartbeat_timeout=7)
     async with running_worker(time_skipping_env, settings), executor_for(time_skipping_env, settings) as executor:
         execution_id = await executor.execute_tool_async(ExecutionRequest(tool_id="echo", parameters={"a": 1}))
         handle = time_skipping_env.client.get_workflow_handle(execution_id)
         await handle.result()
         (scheduled,) = of_type(await events(handle), EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
-        timeout = scheduled.activity_task_scheduled_event_attributes.start_to_close_timeout.ToTimedelta()
-        assert timeout == timedelta(seconds=600)
+        attributes = scheduled.activity_task_scheduled_event_attributes
+        assert attributes.start_to_close_timeout.ToTimedelta() == timedelta(seconds=600)
+        assert attributes.heartbeat_timeout.ToTimedelta() == timedelta(seconds=7)
 
 
 async def test_cancel_reaches_the_running_tool_and_ends_cancelled(
