@@ -1,11 +1,18 @@
 """Projection activities: validate a request and write its row; write an execution's terminal state.
 
 They run as local activities of ToolExecutionWorkflow (cheap: no task-queue round trip) and are retried
-with backoff while the database is unavailable, so a projection outage delays the bookkeeping, never the
-tool's result.
+with backoff while the database is unavailable (a failed write raises the retryable DatabaseError), so a
+projection outage delays the bookkeeping, never the tool's result.
+
+Besides the ``executions`` row they write the engine's lifecycle lines of ``execution_logs``: "validated" (or
+"validation failed: ...") with the row, and the terminal line ("completed", "failed: ...", "timed out: ...",
+"cancelled") with the terminal status, together with the ``duration_ms`` / ``attempts`` / ``output_bytes``
+metrics (see :meth:`~stepflow.db.projection.Projection.finish_execution`).
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from temporalio import activity
 
@@ -16,6 +23,8 @@ from stepflow.errors import ExecutorError, InvalidParameters, ResourceLimitExcee
 from stepflow.models import (
     ErrorInfo,
     ExecutionStatus,
+    LogEntry,
+    LogLevel,
     PreparedExecution,
     RecordEndInput,
     RecordStartInput,
@@ -45,24 +54,39 @@ class ProjectionActivities:
         except ExecutorError as error:
             raise to_application_error(error) from None
         plan = definition.plan if isinstance(definition, CompositeTool) else None
+        invalid: ErrorInfo | None = None
+        parameters: dict[str, object] = {}
+        try:
+            parameters = definition.validate_parameters(request.parameters)
+            self._check_limits(request.options.resource_limits)
+        except (InvalidParameters, ResourceLimitExceeded) as problem:
+            invalid = ErrorInfo(type=problem.kind, message=problem.message)
+        level, message = (
+            (LogLevel.INFO, "validated")
+            if invalid is None
+            else (LogLevel.ERROR, f"validation failed: {invalid.message}")
+        )
+        line = None
+        if level.rank >= request.options.logging_level.rank:
+            line = LogEntry(
+                execution_id=start.execution_id,
+                level=level,
+                message=message,
+                timestamp=datetime.now(UTC),
+                metadata={"seq": "prepare", "tool_id": definition.id, "version": definition.version, "attempt": 0},
+            )
         await self._projection.insert_execution(
             start.execution_id,
             request,
             version=definition.version,
             start_time=start.start_time,
             # a composite runs no run_tool activity that would mark it running: it runs from the start
-            status=ExecutionStatus.PENDING if plan is None else ExecutionStatus.RUNNING,
+            status=ExecutionStatus.RUNNING if plan is not None and invalid is None else ExecutionStatus.PENDING,
+            log=line,
         )
-        try:
-            parameters = definition.validate_parameters(request.parameters)
-            self._check_limits(request.options.resource_limits)
-        except (InvalidParameters, ResourceLimitExceeded) as error:
-            return PreparedExecution(
-                version=definition.version,
-                kind=definition.kind,
-                error=ErrorInfo(type=error.kind, message=error.message),
-            )
-        return PreparedExecution(version=definition.version, kind=definition.kind, parameters=parameters, plan=plan)
+        return PreparedExecution(
+            version=definition.version, kind=definition.kind, parameters=parameters, error=invalid, plan=plan
+        )
 
     def _check_limits(self, limits: ResourceLimits) -> None:
         caps = {

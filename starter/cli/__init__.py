@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter.cli.services",
     "starter.cli.executions",
     "starter.cli.tools",
+    "starter.cli.projection",
 )
 
 app = typer.Typer(

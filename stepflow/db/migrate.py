@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stepflow.db.schema import metadata
+from stepflow.db.schema import LOG_SEQ_POSTGRESQL, LOG_SEQ_SQLITE, metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5EF10A  # advisory lock id serialising concurrent upgrades
@@ -49,10 +49,17 @@ def _upgrade(connection: Connection) -> None:
     tables = set(inspect(connection).get_table_names())
     if "alembic_version" not in tables and "executions" in tables:
         metadata.create_all(connection, checkfirst=True)
-        for table in metadata.sorted_tables:
-            for index in table.indexes:
-                if index.unique:
-                    index.create(connection, checkfirst=True)
+        postgres = connection.dialect.name == "postgresql"
+        name, seq = (
+            ("ux_execution_logs_seq_pg", LOG_SEQ_POSTGRESQL) if postgres else ("ux_execution_logs_seq", LOG_SEQ_SQLITE)
+        )
+        connection.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON execution_logs (execution_id, {seq})"))
+        connection.execute(
+            text(
+                "CREATE UNIQUE INDEX IF NOT EXISTS ux_execution_metrics_name "
+                "ON execution_metrics (execution_id, metric_name)"
+            )
+        )
         command.stamp(config, "head")
         return
     command.upgrade(config, "head")

@@ -3,8 +3,9 @@
 The ``run_tool`` activity must not fail (and burn a retry of the tool) because the projection is down, yet
 its log lines and metrics should not be lost either. It hands those writes to a :class:`WriteSpool`, waits a
 little for them to commit and returns the tool's result regardless; the spool keeps retrying, with backoff,
-until the database answers again. The spool is bounded (``max_pending`` writes); beyond that a write is
-dropped with an error line in the worker log rather than letting an outage exhaust memory.
+until the database answers again (a write the database rejects, an IntegrityError, is not retried). The
+spool is bounded (``max_pending`` writes); beyond that a write is dropped with an error line in the worker
+log rather than letting an outage exhaust memory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from stepflow.errors import DatabaseError
 
@@ -62,6 +64,9 @@ class WriteSpool:
                 await attempt()
                 return True
             except DatabaseError as error:
+                if isinstance(error.__cause__, IntegrityError):  # not an outage: retrying cannot help
+                    log.error("projection write rejected", what=what, error=str(error))
+                    return False
                 self.retries += 1
                 log.warning("projection write failed; retrying", what=what, error=str(error), retry_in_s=delay)
                 await asyncio.sleep(delay)
