@@ -52,6 +52,24 @@ async def test_cancelling_the_parent_cancels_every_child(time_skipping_env, comp
         await _assert_children_stopped(ex, projection, parent_id)
 
 
+async def test_a_terminated_parent_leaves_no_child_running(dev_env, composite_settings):
+    """ParentClosePolicy.REQUEST_CANCEL: even a parent that cannot clean up (terminated) gets its children cancelled.
+
+    On the dev server: the time-skipping test server does not apply parent close policies.
+    """
+    async with (
+        running_worker(dev_env, composite_settings) as projection,
+        executor_for(dev_env, composite_settings) as ex,
+    ):
+        parent_id = await ex.execute_tool_async(ExecutionRequest(tool_id="test-parallel-sleep"))
+        await wait_until_running(projection, parent_id, ["left", "right"])
+        await ex.client.get_workflow_handle(parent_id).terminate("test: the parent dies")
+        for step in ("left", "right"):
+            with pytest.raises(WorkflowFailureError):
+                await ex.client.get_workflow_handle(f"{parent_id}.{step}").result()
+        await _assert_children_stopped(ex, projection, parent_id)
+
+
 async def test_the_parent_timeout_bounds_its_children(time_skipping_env, composite_settings):
     async with (
         running_worker(time_skipping_env, composite_settings) as projection,
