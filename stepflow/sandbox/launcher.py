@@ -8,6 +8,8 @@ It is never imported by the worker (it must start fast and must not touch the wo
    ``workdir_bytes`` and owned by the tool's uid on the per-execution working directory, makes every mount
    read-only (``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)``) except that one, and bind-mounts it over
    ``/tmp``, ``/var/tmp`` and ``/dev/shm``. The tmpfs vanishes with the namespace.
+   The launcher dies with the worker (``PR_SET_PDEATHSIG``), and the init with the launcher, so even a worker
+   killed outright leaves no tool behind.
 3. Forks the namespace's init (PID 1, root, ignores SIGTERM so the tool gets its grace period), which mounts a
    fresh ``/proc`` and forks the tool: rlimits (AS, CPU, NPROC, CORE), no supplementary groups, an unprivileged
    uid/gid of its own, ``no_new_privs``, default signal dispositions, then ``execvpe``.
@@ -179,6 +181,9 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     try:
+        check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+        if os.getppid() != spec["worker_pid"]:  # the worker died before the line above: nobody to report to
+            return SETUP_FAILED
         flags = CLONE_NEWNS | CLONE_NEWPID | (0 if spec["network"] else CLONE_NEWNET)
         check(libc.unshare(flags), "unshare")
         confine_filesystem(spec)

@@ -86,6 +86,7 @@ def write_spec(
         "network": limits.network,
         "rlimits": limits.rlimits,
         "status_fd": status_fd,
+        "worker_pid": os.getpid(),
     }
     spec_path = root / "spec.json"
     fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

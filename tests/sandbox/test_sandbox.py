@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +171,40 @@ print(os.path.exists("/usr/bin/python3"), os.path.exists("{os.getcwd()}/pyprojec
     fill += "\n        file.write(block)"
     result, error = await run_py(fill, limits(memory_mb=64))
     assert isinstance(error, ResourceLimitExceeded) and "filled its working directory" in error.message, result
+
+
+async def test_a_worker_killed_outright_leaves_no_tool_behind():
+    tool = (
+        "import subprocess, time\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)\nprint('up', flush=True)"
+    )
+    worker_code = f"""
+import asyncio
+from stepflow.sandbox import DEFAULT_LIMITS, run_sandboxed
+code = {tool!r}
+def line(stream, text):
+    print(text, flush=True)
+argv = ["/usr/bin/python3", "-S", "-c", code]
+asyncio.run(run_sandboxed(argv, {{"PATH": "/usr/bin:/bin"}}, DEFAULT_LIMITS, on_line=line))
+"""
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", worker_code, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2]
+    )
+    assert worker.stdout is not None
+    try:
+        assert await asyncio.wait_for(worker.stdout.readline(), 20) == b"up\n"
+        assert len(sandbox_pids()) >= 2
+        worker.kill()
+        await worker.wait()
+        assert await _gone_within(5.0)
+    finally:
+        for pid in sandbox_pids():  # never leave a sleeper behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _gone_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not sandbox_pids():
+            return True
+        await asyncio.sleep(0.05)
+    return False
