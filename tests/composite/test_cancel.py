@@ -52,6 +52,7 @@ async def test_cancelling_the_parent_cancels_every_child(time_skipping_env, comp
         await _assert_children_stopped(ex, projection, parent_id)
 
 
+@pytest.mark.dev_server
 async def test_a_terminated_parent_leaves_no_child_running(dev_env, composite_settings):
     """ParentClosePolicy.REQUEST_CANCEL: even a parent that cannot clean up (terminated) gets its children cancelled.
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.cli.conftest import cli_environment, run_cli
 from tests.conftest import running_worker
 
 
+@pytest.mark.dev_server
 async def test_status_and_list_parent_show_the_steps(dev_env, settings):
     env = cli_environment(settings, dev_env.client.service_client.config.target_host)
     async with running_worker(dev_env, settings):

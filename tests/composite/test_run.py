@@ -116,6 +116,7 @@ async def test_a_composite_step_may_be_a_composite(time_skipping_env, composite_
         assert {row.parent_execution_id for row in grandchildren.values()} == {inner}
 
 
+@pytest.mark.dev_server
 async def test_children_inherit_the_priority_unless_a_step_overrides_it(dev_env, composite_settings):
     """On the dev server (the time-skipping one reports no priorities): b inherits low, c asks for high."""
     async with running_worker(dev_env, composite_settings), executor_for(dev_env, composite_settings) as ex:
