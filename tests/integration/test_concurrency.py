@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -22,9 +23,11 @@ pytestmark = pytest.mark.dev_server
 CONCURRENCY = 50
 
 
-def _request(index: int) -> ExecutionRequest:
+def _request(run: str, index: int) -> ExecutionRequest:
     """Mostly counted successes, some permanent failures, some that succeed on their second attempt."""
-    context = ExecutionContext(tenant_id=f"tenant-{index % 3}", user_id=f"user-{index % 7}", request_id=f"r-{index}")
+    context = ExecutionContext(
+        tenant_id=f"tenant-{index % 3}", user_id=f"user-{index % 7}", request_id=f"{run}-{index}"
+    )
     if index % 10 == 3:
         return ExecutionRequest(tool_id="fail", parameters={"message": f"no {index}"}, context=context)
     if index % 10 == 7:
@@ -37,8 +40,8 @@ def _request(index: int) -> ExecutionRequest:
     return ExecutionRequest(tool_id="probe-count", parameters={"index": index}, context=context)
 
 
-async def _run(executor: Executor, index: int) -> tuple[str, ExecutionStatus]:
-    request = _request(index)
+async def _run(executor: Executor, run: str, index: int) -> tuple[str, ExecutionStatus]:
+    request = _request(run, index)
     execution_id = execution_id_for(request.context.tenant_id, request.context.request_id)
     try:
         result = await executor.execute_tool(request)
@@ -49,8 +52,9 @@ async def _run(executor: Executor, index: int) -> tuple[str, ExecutionStatus]:
 
 
 async def test_fifty_concurrent_executions_one_row_each_matching_temporal(executor: Executor) -> None:
+    run = uuid.uuid4().hex  # request ids (hence execution ids) unique to this run on the shared server
     started = time.monotonic()
-    outcomes = await asyncio.gather(*(_run(executor, index) for index in range(CONCURRENCY)))
+    outcomes = await asyncio.gather(*(_run(executor, run, index) for index in range(CONCURRENCY)))
     elapsed = time.monotonic() - started
     rate = CONCURRENCY / elapsed
     print(f"\n{CONCURRENCY} concurrent executions in {elapsed:.2f} s: {rate:.1f} executions/s")

@@ -6,6 +6,7 @@ Every check that reads an execution also compares its SQL row with what Temporal
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -212,10 +213,11 @@ async def test_list_executions_filters(executor: Executor) -> None:
 
 
 async def test_same_request_id_in_the_same_tenant_runs_the_tool_once(executor: Executor) -> None:
+    request_id = f"order-{uuid.uuid4()}"  # execution ids derive from it: unique on the shared server
     request = ExecutionRequest(
         tool_id="probe-count",
         parameters={"order": 42},
-        context=ExecutionContext(tenant_id="acme", request_id="order-42"),
+        context=ExecutionContext(tenant_id="acme", request_id=request_id),
     )
     first = await executor.execute_tool(request)
     second = await executor.execute_tool(request)
@@ -224,7 +226,7 @@ async def test_same_request_id_in_the_same_tenant_runs_the_tool_once(executor: E
     assert await executor.execute_tool_async(request) == first.execution_id
     assert probe_tools.CALLS[first.execution_id] == 1
 
-    other_tenant = request.model_copy(update={"context": ExecutionContext(tenant_id="globex", request_id="order-42")})
+    other_tenant = request.model_copy(update={"context": ExecutionContext(tenant_id="globex", request_id=request_id)})
     third = await executor.execute_tool(other_tenant)
     assert third.execution_id != first.execution_id
     assert probe_tools.CALLS[third.execution_id] == 1
@@ -233,7 +235,9 @@ async def test_same_request_id_in_the_same_tenant_runs_the_tool_once(executor: E
 
 
 async def test_concurrent_starts_of_one_request_id_share_one_execution(executor: Executor) -> None:
-    request = ExecutionRequest(tool_id="probe-count", context=ExecutionContext(tenant_id="acme", request_id="burst"))
+    request = ExecutionRequest(
+        tool_id="probe-count", context=ExecutionContext(tenant_id="acme", request_id=f"burst-{uuid.uuid4()}")
+    )
     ids = await asyncio.gather(*(executor.execute_tool_async(request) for _ in range(5)))
     assert len(set(ids)) == 1
     await executor.client.get_workflow_handle(ids[0]).result()

@@ -147,3 +147,37 @@ async def test_cancel_reaches_the_running_tool_and_ends_cancelled(
         result = await executor.get_execution_result(execution_id)
         assert result.status is ExecutionStatus.CANCELLED
         assert result.error is not None and result.error.type == "ExecutionCancelled"
+
+
+async def test_cancel_during_retry_backoff_ends_cancelled_without_another_attempt(
+    time_skipping_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    async with (
+        running_worker(time_skipping_env, settings) as projection,
+        executor_for(time_skipping_env, settings) as executor,
+    ):
+        execution_id = await executor.execute_tool_async(
+            ExecutionRequest(
+                tool_id="flaky",
+                parameters={"failures": 5},
+                options=ExecutionOptions(retry_count=3, retry_delay=timedelta(hours=1)),
+            )
+        )
+        handle = time_skipping_env.client.get_workflow_handle(execution_id)
+
+        async def backing_off() -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return bool(pending) and pending[0].attempt == 2
+
+        await wait_until(backing_off, what="the first attempt to fail")
+        await executor.cancel_execution(execution_id)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        assert isinstance(failure.value.cause, CancelledError)
+
+        history = await events(handle)
+        assert not of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED), "no second attempt ran"
+        assert of_type(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED)
+        assert status_from_description(await handle.describe()) is ExecutionStatus.CANCELLED
+        row = await projection.get_execution(execution_id)
+        assert row is not None and row.status == ExecutionStatus.CANCELLED
