@@ -141,6 +141,8 @@ def _step(raw: Any, index: int) -> CompositeStep:
     if not isinstance(raw.get("tool"), str):
         raise ConfigError(f"{where}: needs `tool`, the id of the tool it runs")
     timeout = raw.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        raise ConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
     try:
         return CompositeStep(
             id=name,

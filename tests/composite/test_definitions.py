@@ -116,6 +116,18 @@ def test_references_keep_json_types_and_interpolate_in_text():
         ),
         ('description = "no steps"\n', r"at least one \[\[tool.steps\]\]"),
         (
+            '[[tool.steps]]\nid = "a"\ntool = "echo"\ntimeout = -5\n',
+            r"step 'a': timeout must be a positive number of seconds, got -5",
+        ),
+        (
+            '[[tool.steps]]\nid = "a"\ntool = "echo"\npriority = "urgent"\n',
+            r"step 'a': 'urgent' is not a valid Priority",
+        ),
+        (
+            '[tool.parameters.n]\ntype = "float"\n[[tool.steps]]\nid = "a"\ntool = "echo"\n',
+            r"parameter 'n': type must be one of string, integer",
+        ),
+        (
             'output = "{{ steps.z.output }}"\n[[tool.steps]]\nid = "a"\ntool = "echo"\n',
             r"output: \{\{ steps.z.output \}\} names unknown step 'z'",
         ),
@@ -165,3 +177,10 @@ def test_load_tool_file_names_the_file_and_tool(tmp_path):
     path = write(tmp_path, '[[tool.steps]]\nid = "a"\n')
     with pytest.raises(ConfigError, match=rf"tool file {path}, tool 'bad': step 'a': needs `tool`"):
         load_tool_file(path)
+
+
+def test_python_composites_are_collected_from_tool_modules(tmp_path):
+    registry = build_registry(load_settings(data_dir=tmp_path, tool_modules=["tests.composite.python_composites"]))
+    built = registry.resolve("shout-twice")
+    assert isinstance(built, CompositeTool) and built.source == "python"
+    assert [step.depends_on for step in built.plan.steps] == [[], ["first"]]
