@@ -88,11 +88,13 @@ class ToolActivities:
             self._failed(ctx, run, "ExecutionFailed", f"{type(error).__name__}: {error}", True)
             raise ApplicationError(f"{type(error).__name__}: {error}", type="ExecutionFailed") from error
         finally:
-            heartbeater.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeater
             ctx.log.add_drop_summary()
-            await self._flush(ctx, [*attempt_metrics, *ctx.metrics], wait_s=self._final_write_wait)
+            try:  # still heartbeating while the last lines are written (a locked database must not time us out)
+                await self._flush(ctx, [*attempt_metrics, *ctx.metrics], wait_s=self._final_write_wait)
+            finally:
+                heartbeater.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeater
 
     @staticmethod
     def _failed(ctx: ActivityToolContext, run: RunToolInput, kind: str, message: str, retryable: bool) -> None:
