@@ -7,13 +7,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stepflow.errors import ExecutorError
-from stepflow.sandbox import DEFAULT_LIMITS, SandboxLimits, SandboxResult, classify, run_sandboxed
+from stepflow.sandbox import DEFAULT_LIMITS, SandboxLimits, SandboxResult, classify, run_sandboxed, sandbox_unavailable
 from stepflow.sandbox.uids import SLOTS, UID_BASE
 
 PY = "/usr/bin/python3"
 ENV = {"PATH": "/usr/bin:/bin"}
 TOOLS_FILE = Path(__file__).with_name("tools.toml")
+
+
+def _unsupported() -> str | None:
+    if not os.path.exists(PY):
+        return f"the sandbox tests run {PY}, which this machine lacks"
+    return sandbox_unavailable()
+
+
+requires_sandbox = pytest.mark.skipif(_unsupported() is not None, reason=str(_unsupported()))
+"""Skip where the sandbox cannot be built (not root, old kernel) or the test interpreter is missing."""
 
 
 def limits(**changes: Any) -> SandboxLimits:

@@ -10,12 +10,11 @@ import pytest
 from stepflow.errors import ConfigError, ExecutionFailed, InvalidParameters, ResourceLimitExceeded
 from stepflow.models import ExecutionContext, ResourceLimits
 from stepflow.registry import ToolRegistry
-from stepflow.sandbox import sandbox_unavailable
 from stepflow.sandbox.streams import TRUNCATED, LineBudget, LineSplitter
 from stepflow.tools import command
 from stepflow.tools.command import CommandTool, parse_command_tool
 from stepflow.tools.loader import load_tool_file
-from tests.sandbox.helpers import TOOLS_FILE
+from tests.sandbox.helpers import TOOLS_FILE, requires_sandbox
 
 BUILTIN = Path(command.__file__).with_name("builtin_commands.toml")
 
@@ -150,7 +149,7 @@ def test_python_tools_refuse_resource_limits():
         definition.check_resource_limits(ResourceLimits(cpu_seconds=1))
 
 
-@pytest.mark.skipif(sandbox_unavailable() is not None, reason=str(sandbox_unavailable()))
+@requires_sandbox
 async def test_a_run_logs_each_line_and_records_cpu_and_rss():
     definition = parse_command_tool(
         {

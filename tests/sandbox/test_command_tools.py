@@ -18,13 +18,12 @@ from stepflow.models import (
     ExecutionStatus,
     ResourceLimits,
 )
-from stepflow.sandbox import sandbox_unavailable
 from tests.conftest import executor_for, running_worker
-from tests.sandbox.helpers import TOOLS_FILE, sandbox_pids
+from tests.sandbox.helpers import TOOLS_FILE, requires_sandbox, sandbox_pids
 
 pytestmark = [
     pytest.mark.dev_server,
-    pytest.mark.skipif(sandbox_unavailable() is not None, reason=str(sandbox_unavailable())),
+    requires_sandbox,
 ]
 
 
@@ -104,7 +103,7 @@ async def test_timeout_kills_the_tool_and_a_retry_starts_in_a_clean_directory(de
             request(
                 "test-dirty",
                 {},
-                timeout=timedelta(seconds=3),
+                timeout=timedelta(seconds=5),
                 retry_count=1,
                 retry_delay=timedelta(milliseconds=100),
             )

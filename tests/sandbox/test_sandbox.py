@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from stepflow.errors import ExecutionFailed, InternalError, ResourceLimitExceeded
-from stepflow.sandbox import run_sandboxed, sandbox_unavailable
-from tests.sandbox.helpers import ENV, PY, limits, run_py, sandbox_pids
+from stepflow.sandbox import run_sandboxed
+from tests.sandbox.helpers import ENV, PY, limits, requires_sandbox, run_py, sandbox_pids
 
-pytestmark = pytest.mark.skipif(sandbox_unavailable() is not None, reason=str(sandbox_unavailable()))
+pytestmark = requires_sandbox
 
 
 async def test_a_plain_run_reports_output_status_and_usage():
