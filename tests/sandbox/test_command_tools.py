@@ -16,6 +16,7 @@ from stepflow.models import (
     ExecutionOptions,
     ExecutionRequest,
     ExecutionStatus,
+    MetricFilter,
     ResourceLimits,
 )
 from tests.conftest import executor_for, running_worker
@@ -61,6 +62,11 @@ async def test_breached_limits_fail_with_the_limit_named_and_the_worker_keeps_go
         assert sandbox_pids() == []
         done = await ex.execute_tool(request("wc", {"text": "one two three\nfour\n"}))
         assert done.status is ExecutionStatus.COMPLETED and done.output == {"lines": 2, "words": 4}
+        metrics = {m.name: m for m in await ex.get_metric_rows(MetricFilter(execution_id=done.execution_id))}
+        assert metrics["cpu_time_ms"].value > 0 and metrics["cpu_time_ms"].unit == "ms"
+        assert metrics["max_rss_kb"].value > 100 and metrics["max_rss_kb"].unit == "kB"
+        lines = [(entry.level, entry.message) for entry in await ex.get_logs(done.execution_id)]
+        assert ("info", '{"lines": 2, "words": 4}') in lines, lines
         printed = await ex.execute_tool(request("print", {"message": "still here"}))
         assert printed.output == "still here\n"
 
