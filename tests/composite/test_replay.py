@@ -1,4 +1,4 @@
-"""Recorded composite histories (completed, failed fast, cancelled) replay with the current workflow code."""
+"""Recorded composite histories (completed, fail_fast, continue, cancelled, timed_out) replay with the current code."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from stepflow.converter import DATA_CONVERTER
-from tests.composite.record_histories import HISTORIES
+from tests.composite.record_histories import HISTORIES, RECORDINGS
 from workflows import ToolExecutionWorkflow
 
 COMPOSITE_HISTORIES = sorted(HISTORIES.glob("composite_*.json"))
@@ -22,11 +22,7 @@ def _history(path: Path, *, tamper: tuple[str, str] | None = None) -> WorkflowHi
 
 
 def test_every_composite_path_has_a_history():
-    assert {path.stem for path in COMPOSITE_HISTORIES} >= {
-        "composite_completed",
-        "composite_fail_fast",
-        "composite_cancelled",
-    }
+    assert {path.stem for path in COMPOSITE_HISTORIES} >= {f"composite_{name}" for name in RECORDINGS}
 
 
 @pytest.mark.parametrize("path", COMPOSITE_HISTORIES, ids=lambda path: path.stem)
