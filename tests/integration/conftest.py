@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from starter.executor import Executor
 from stepflow.config import Settings
-from tests.conftest import executor_for, running_worker
+from tests.conftest import executor_for, make_settings, running_worker
 from tests.workflows import probe_tools
 
 
@@ -22,4 +23,14 @@ def probe_settings(settings: Settings) -> Settings:
 async def executor(dev_env: WorkflowEnvironment, probe_settings: Settings) -> AsyncIterator[Executor]:
     """A worker (built-ins plus probe tools) and an Executor on the dev server, sharing a fresh projection."""
     async with running_worker(dev_env, probe_settings), executor_for(dev_env, probe_settings) as started:
+        yield started
+
+
+@pytest.fixture
+async def db_executor(dev_env: WorkflowEnvironment, db_url: str, tmp_path: Path) -> AsyncIterator[Executor]:
+    """Like ``executor``, on each projection database: SQLite, and PostgreSQL when the tests have one."""
+    settings = make_settings(tmp_path, database_url=db_url).model_copy(
+        update={"tool_modules": [probe_tools.PROBE_MODULE]}
+    )
+    async with running_worker(dev_env, settings), executor_for(dev_env, settings) as started:
         yield started

@@ -1,5 +1,7 @@
 """Fifty executions at once: each gets exactly one row, and every row's status is the one Temporal reports.
 
+Runs on SQLite, and on PostgreSQL too when ``STEPFLOW_TEST_POSTGRES_URL`` is set.
+
 Prints the throughput seen (run with ``pytest -s`` to read it).
 """
 
@@ -51,13 +53,15 @@ async def _run(executor: Executor, run: str, index: int) -> tuple[str, Execution
     return execution_id, result.status
 
 
-async def test_fifty_concurrent_executions_one_row_each_matching_temporal(executor: Executor) -> None:
+async def test_fifty_concurrent_executions_one_row_each_matching_temporal(db_executor: Executor) -> None:
+    executor = db_executor
     run = uuid.uuid4().hex  # request ids (hence execution ids) unique to this run on the shared server
     started = time.monotonic()
     outcomes = await asyncio.gather(*(_run(executor, run, index) for index in range(CONCURRENCY)))
     elapsed = time.monotonic() - started
     rate = CONCURRENCY / elapsed
-    print(f"\n{CONCURRENCY} concurrent executions in {elapsed:.2f} s: {rate:.1f} executions/s")
+    backend = executor.projection.engine.dialect.name
+    print(f"\n{CONCURRENCY} concurrent executions on {backend} in {elapsed:.2f} s: {rate:.1f} executions/s")
 
     statuses = Counter(status for _, status in outcomes)
     assert statuses == {ExecutionStatus.COMPLETED: 45, ExecutionStatus.FAILED: 5}
