@@ -29,7 +29,7 @@ from starter.cli import common
 from starter.cli.executions import styled
 from starter.cli.services import running_server
 from starter.executor import Executor
-from starter.server import pick_port
+from starter.server import parse_address, pick_port
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings
 from stepflow.logging import configure_logging
 from stepflow.models import (
@@ -160,9 +160,14 @@ class CaseOutcome:
 
 
 def demo_settings(base: Settings, data_dir: Path) -> Settings:
-    """The user's settings, with the demo's own data dir, SQLite file, ports and task queue."""
-    address = pick_port(7233)
-    ui_port = pick_port(8233, avoid=(address,))
+    """The user's settings, with the demo's own data dir, SQLite file, ports and task queue.
+
+    The ports are those of the settings (7233 and 8233 unless STEPFLOW_TEMPORAL_ADDRESS / _UI_PORT say
+    otherwise) when they are free, else free ones the OS picks.
+    """
+    preferred = parse_address(base)
+    address = pick_port(preferred.port)
+    ui_port = pick_port(preferred.ui_port, avoid=(address,))
     return base.model_copy(
         update={
             "data_dir": data_dir,
