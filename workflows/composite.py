@@ -9,8 +9,9 @@ run at the same time. A step whose dependency did not complete is ``skipped``. U
 first failed step cancels the running siblings (the parent waits until they ended) and skips the rest;
 under ``continue`` every step that can run runs. Cancelling the parent cancels every running child and
 waits for them. A composite request's ``options.timeout`` is the budget of the whole composite: a child's
-per-attempt timeout is capped by what is left of it, and when it runs out the running children are
-cancelled and the composite ends ``timed_out``.
+timeout is its step's ``timeout`` capped by what is left of the budget (the whole remainder when the step
+sets none), and when the budget runs out the running children are cancelled and the composite ends
+``timed_out``.
 """
 
 from __future__ import annotations
@@ -289,10 +290,12 @@ class CompositeRunner:
         context: ExecutionContext = parent.context.model_copy(
             update={"parent_execution_id": self._job.execution_id, "request_id": child_id}
         )
-        timeout = step.timeout or self._job.runtime.default_timeout
+        # the step's own timeout (a leaf falls back to the engine default, a nested composite has no budget),
+        # capped by what is left of this composite's budget (which a step without a timeout gets whole)
+        timeout = step.timeout
         remaining = self._remaining()
         if remaining is not None:
-            timeout = max(min(timeout, remaining), timedelta(seconds=1))
+            timeout = max(min(timeout or remaining, remaining), timedelta(seconds=1))
         options = parent.options.model_copy(
             update={
                 "timeout": timeout,

@@ -128,3 +128,24 @@ async def test_cancelling_the_parent_leaves_no_tool_process(time_skipping_env, c
 
         assert _sleep_processes(seconds) == []  # killed before the composite reported cancelled
         await _assert_children_stopped(ex, projection, parent_id)
+
+
+async def test_cancelling_one_step_fails_a_fail_fast_composite(time_skipping_env, composite_settings):
+    async with (
+        running_worker(time_skipping_env, composite_settings) as projection,
+        executor_for(time_skipping_env, composite_settings) as ex,
+    ):
+        parent_id = await ex.execute_tool_async(ExecutionRequest(tool_id="test-parallel-sleep"))
+        await wait_until_running(projection, parent_id, ["left", "right"])
+        await ex.cancel_execution(f"{parent_id}.left")
+        with pytest.raises(WorkflowFailureError):
+            await ex.client.get_workflow_handle(parent_id).result()
+        result = await ex.get_execution_result(parent_id)
+        assert result.status is ExecutionStatus.FAILED
+        assert result.error is not None and "failed: step 'left' cancelled" in result.error.message
+        assert {name: entry["status"] for name, entry in result.output["steps"].items()} == {
+            "left": "cancelled",
+            "right": "cancelled",
+            "never": "skipped",
+        }
+        await _assert_children_stopped(ex, projection, parent_id)
