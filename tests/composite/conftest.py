@@ -36,10 +36,10 @@ async def children_of(projection: Projection, parent_id: str) -> dict[str, Execu
 
 
 async def wait_until_running(projection: Projection, parent_id: str, steps: Iterable[str]) -> None:
-    """Poll the projection until every named step of the parent has a ``running`` row (at most ~10 s)."""
+    """Poll the projection until every named step of the parent has a ``running`` row (at most ~30 s)."""
     wanted = set(steps)
     rows: dict[str, ExecutionInfo] = {}
-    for _ in range(200):
+    for _ in range(600):
         rows = await children_of(projection, parent_id)
         if all(step in rows and rows[step].status is ExecutionStatus.RUNNING for step in wanted):
             return
