@@ -81,8 +81,8 @@ def server(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: Head
     async def body() -> int:
         config = with_server_options(common.settings(), address, ui_port)
         common.setup_logging(config)
+        stop = stop_event()  # before the start: Ctrl-C while it starts stops it cleanly too
         async with running_server(config, headless=headless) as dev:
-            stop = stop_event()
             exited = asyncio.create_task(dev.wait())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -136,7 +136,7 @@ def worker(
     async def body() -> int:
         config = common.settings()
         common.setup_logging(config, quiet=False)
-        stop = asyncio.Event()
+        stop = stop_event()
         watcher = asyncio.create_task(stop_when_idle(config, stop)) if exit_when_idle else None
         if watcher is not None:
             watcher.add_done_callback(lambda _: stop.set())  # a failing watcher stops the worker and is reported
@@ -158,12 +158,13 @@ def dev(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: Headles
     async def body() -> int:
         config = with_server_options(common.settings(), address, ui_port)
         common.setup_logging(config, quiet=False)
+        stop = stop_event()  # before the start: Ctrl-C while the server starts stops it cleanly too
         async with running_server(config, headless=headless) as dev_server:
-            stop = asyncio.Event()
             exited = asyncio.create_task(dev_server.wait())
             exited.add_done_callback(lambda _: stop.set())
-            common.stdout.print("Worker starting on task queue " + config.temporal.task_queue, highlight=False)
-            await run_worker(config, stop=stop)
+            if not stop.is_set():
+                common.stdout.print("Worker starting on task queue " + config.temporal.task_queue, highlight=False)
+                await run_worker(config, stop=stop)
             if exited.done():
                 raise InternalError(
                     f"the Temporal dev server exited with code {exited.result()}; see {dev_server.log_path}"

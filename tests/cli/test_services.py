@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from starter.cli.common import EXIT_CODES
 from starter.server import free_port, port_open
 from stepflow.config import Settings
 from tests.cli.conftest import STEPFLOW, Cli, cli_environment, run_cli
@@ -93,3 +95,44 @@ async def test_worker_exit_when_idle_finishes_work_first(cli: Cli, cli_env: dict
     result = await cli("result", execution_id, "--json")
     assert result.code == 0, result
     assert result.json()["status"] == "completed"
+
+
+async def test_server_prints_addresses_serves_the_ui_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    port, ui_port = free_port(), free_port()
+    env = cli_environment(settings, f"127.0.0.1:{port}", STEPFLOW_TEMPORAL_UI_PORT=str(ui_port))
+    process = await asyncio.create_subprocess_exec(
+        STEPFLOW,
+        "server",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        await wait_for_port(port, process)
+        await wait_for_port(ui_port, process)
+        process.send_signal(signal.SIGINT)
+        assert process.stdout is not None
+        output = (await asyncio.wait_for(process.stdout.read(), 30)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 0, output
+        assert f"Temporal dev server: 127.0.0.1:{port}" in output
+        assert f"Temporal Web UI:     http://127.0.0.1:{ui_port}" in output
+        assert (tmp_path / "data" / "temporal.db").exists(), "the server keeps its state in the data dir"
+        assert not port_open("127.0.0.1", port) and not port_open("127.0.0.1", ui_port)
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+async def test_server_refuses_a_taken_port(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = await run_cli("server", "--headless", env=cli_environment(settings, address), within=30)
+    assert result.code == EXIT_CODES["InternalError"], result
+    assert f"something already listens on {address}" in result.stderr
