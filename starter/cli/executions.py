@@ -242,6 +242,13 @@ def cancel(
 
     async def body() -> int:
         async with common.executor() as executor:
+            before = await executor.get_execution_status(execution_id, tenant_id=tenant)
+            if before.is_terminal:
+                if as_json:
+                    common.print_json({"execution_id": execution_id, "cancel_requested": False, "status": before})
+                else:
+                    common.stdout.print(f"{execution_id} already ended {before.value}: nothing to cancel")
+                return 0
             await executor.cancel_execution(execution_id, tenant_id=tenant)
             if wait:
                 outcome = await _wait(executor, execution_id, spinner=common.stderr.is_terminal)

@@ -86,6 +86,18 @@ async def test_start_status_cancel_result(cli: Cli) -> None:
     assert result.json()["status"] == "cancelled"
     assert result.json()["error"]["type"] == "ExecutionCancelled"
 
+    again = await cli("cancel", execution_id, "--json")
+    assert again.code == 0, again
+    assert again.json() == {"execution_id": execution_id, "cancel_requested": False, "status": "cancelled"}
+
+
+async def test_cancel_wait_prints_the_cancelled_result(cli: Cli) -> None:
+    execution_id = (await cli("start", "sleep", "-p", "seconds=60", "--json")).json()["execution_id"]
+    await until(cli, "running", "status", execution_id)
+    result = await cli("cancel", execution_id, "--wait", "--json")
+    assert result.code == 0, result
+    assert result.json()["status"] == "cancelled"
+
 
 async def test_list_filters(cli: Cli) -> None:
     ok = await cli("run", "echo", "-p", "message=a", "--tenant", "t-one", "--user", "ann", "--json")
@@ -142,11 +154,22 @@ async def test_malformed_options_start_nothing(cli: Cli, args: tuple[str, ...], 
     assert (await cli("list", "--json")).json() == []
 
 
-async def test_unknown_tool_is_tool_not_found(cli: Cli) -> None:
+async def test_unknown_tool_and_version_are_tool_not_found_and_the_worker_keeps_going(cli: Cli) -> None:
     result = await cli("run", "no-such-tool")
     assert result.code == EXIT_CODES["ToolNotFound"], result
     assert "unknown tool 'no-such-tool'" in result.stderr
     assert "stepflow tools" in result.stderr
+
+    result = await cli("run", "echo", "--version", "9.9.9")
+    assert result.code == EXIT_CODES["ToolNotFound"], result
+    assert "has no version '9.9.9'" in result.stderr
+
+    result = await cli("run", "sleep", "-p", "seconds=oops", "--json")
+    assert result.code == EXIT_CODES["InvalidParameters"], result
+    assert result.json()["error"]["type"] == "InvalidParameters"
+    assert "seconds" in result.json()["error"]["message"]
+
+    assert (await cli("run", "echo", "-p", "message=still here", "--json")).code == 0
 
 
 async def test_unknown_execution_is_a_clear_error(cli: Cli) -> None:
