@@ -1,7 +1,8 @@
 """A tool that runs too long ends ``timed_out`` after its timeout; a cancelled tool stops and ends ``cancelled``.
 
-Both run the real ``sleep`` tool on a real worker against the time-skipping server: the one-hour timeout is
-reached by advancing virtual time, so the test takes about a second.
+They run the real tools on a real worker against the time-skipping server: the one-hour timeout is reached by
+advancing virtual time, so no real hour passes (the few seconds the test takes are the worker's graceful
+shutdown waiting for the abandoned attempt, which only learns of the timeout at its next heartbeat).
 """
 
 from __future__ import annotations
