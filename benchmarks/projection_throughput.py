@@ -1,0 +1,173 @@
+"""Benchmark: what the SQL projection costs next to Temporal itself, and what group commit buys.
+
+Run: ``.venv/bin/python -m benchmarks.projection_throughput [--executions 300] [--rows 5000]``
+
+On one dev server, in one run:
+
+(a) executions/sec of a bare Temporal workflow with one trivial activity;
+(b) executions/sec of ``echo`` through the full product (Executor, ToolExecutionWorkflow with its two local
+    projection activities, run_tool with its log lines and metrics) on a SQLite projection;
+
+both with the same worker settings (slots, pollers), N executions started at once, and their ratio; then the
+projection writer alone: rows/sec with group commit (one transaction per batch) versus one transaction per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from benchmarks.bare import BareWorkflow, bare_echo
+from starter.executor import Executor
+from stepflow import search_attributes
+from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
+from stepflow.converter import DATA_CONVERTER
+from stepflow.db.projection import Projection
+from stepflow.models import ExecutionFilter, ExecutionRequest, LogEntry, LogLevel, ToolInfo
+from worker.build import build_registry, build_worker
+
+SLOTS = 200
+
+
+def _settings(data_dir: Path) -> Settings:
+    return load_settings(
+        data_dir=data_dir,
+        executor=ExecutorSettings(max_concurrent_executions=SLOTS, heartbeat_timeout=30),
+        temporal=TemporalSettings(task_queue=f"bench-{uuid.uuid4().hex[:8]}"),
+    )
+
+
+async def _bare_worker(client: Client, settings: Settings) -> Worker:
+    """The product's Worker settings (slots, pollers), with the bare workflow and activity instead."""
+    unused = await Projection.open(settings.resolved_database_url)
+    probe = build_worker(client, settings, build_registry(settings), unused, task_queue=f"probe-{uuid.uuid4()}")
+    config = probe.config()
+    await unused.close()
+    return Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=[BareWorkflow],
+        activities=[bare_echo],
+        tuner=config.get("tuner"),
+        workflow_task_poller_behavior=config["workflow_task_poller_behavior"],
+        activity_task_poller_behavior=config["activity_task_poller_behavior"],
+    )
+
+
+async def bare(client: Client, n: int, data_dir: Path) -> float:
+    settings = _settings(data_dir)
+    async with await _bare_worker(client, settings):
+        started = time.perf_counter()
+        handles = await asyncio.gather(
+            *(
+                client.start_workflow(
+                    BareWorkflow.run, {"i": i}, id=f"bare-{uuid.uuid4()}", task_queue=settings.temporal.task_queue
+                )
+                for i in range(n)
+            )
+        )
+        await asyncio.gather(*(handle.result() for handle in handles))
+        return n / (time.perf_counter() - started)
+
+
+async def product(client: Client, n: int, data_dir: Path) -> tuple[float, int]:
+    settings = _settings(data_dir)
+    registry = build_registry(settings)
+    projection = await Projection.open(settings.resolved_database_url)
+    await projection.upsert_tools([definition.info() for definition in registry.all()])
+    executor = Executor(client, projection, settings)
+    try:
+        async with build_worker(client, settings, registry, projection):
+            started = time.perf_counter()
+            ids = await asyncio.gather(
+                *(executor.execute_tool_async(ExecutionRequest(tool_id="echo", parameters={"i": i})) for i in range(n))
+            )
+            await asyncio.gather(*(client.get_workflow_handle(i).result() for i in ids))
+            rate = n / (time.perf_counter() - started)
+        rows = len(await projection.list_executions(ExecutionFilter(limit=10_000)))
+        if rows != n:
+            raise RuntimeError(f"{rows} executions rows for {n} executions")
+        return rate, projection.committer.transactions
+    finally:
+        await projection.close()
+
+
+async def writer(rows: int, max_batch: int, data_dir: Path) -> float:
+    """Rows/sec of concurrent idempotent writes (an executions row plus its log line each)."""
+    projection = await Projection.open(
+        f"sqlite+aiosqlite:///{data_dir / f'writer-{max_batch}.db'}", max_batch=max_batch
+    )
+    try:
+        await projection.upsert_tools([ToolInfo(id="echo", version="1.0.0")])
+        now = datetime.now(UTC)
+
+        async def one(i: int) -> None:
+            execution_id = f"w-{i}"
+            line = LogEntry(
+                execution_id=execution_id,
+                level=LogLevel.INFO,
+                message="validated",
+                timestamp=now,
+                metadata={"seq": "prepare"},
+            )
+            await projection.insert_execution(
+                execution_id, ExecutionRequest(tool_id="echo"), version="1.0.0", start_time=now, log=line
+            )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(rows)))
+        return rows / (time.perf_counter() - started)
+    finally:
+        await projection.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executions", type=int, default=300)
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--only", choices=["product", "bare", "writer"], default=None, help="Run one part (profiling).")
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="stepflow-bench-"))
+    if args.only == "writer":
+        print(f"writer: {await writer(args.rows, 500, data_dir):.0f} rows/s batched")
+        return
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=search_attributes.ALL_KEYS,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.workerHeartbeatsEnabled=false"],
+    )
+    try:
+        n = args.executions
+        if args.only == "product":
+            print(f"product: {(await product(env.client, n, data_dir))[0]:.1f}/s")
+            return
+        await bare(env.client, 20, data_dir)  # warm up the server
+        bare_rate = await bare(env.client, n, data_dir)
+        product_rate, transactions = await product(env.client, n, data_dir)
+        bare_again = await bare(env.client, n, data_dir)
+        baseline = (bare_rate + bare_again) / 2
+        print(f"(a) bare workflow + 1 activity : {bare_rate:7.1f} then {bare_again:7.1f} executions/s ({n} each)")
+        print(f"(b) echo, full product, SQLite : {product_rate:7.1f} executions/s ({transactions} transactions)")
+        print(f"    ratio (b)/(a)              : {product_rate / baseline:7.2f}")
+    finally:
+        await env.shutdown()
+    batched = await writer(args.rows, 500, data_dir)
+    single = await writer(args.rows, 1, data_dir)
+    print(f"writer, group commit (500/tx)  : {batched:9.0f} rows/s ({args.rows} rows)")
+    print(f"writer, one transaction per row: {single:9.0f} rows/s")
+    print(f"    speed-up                   : {batched / single:7.1f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
