@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stepflow.errors import ExecutionFailed, InternalError, ResourceLimitExceeded
-from stepflow.sandbox import run_sandboxed
+from stepflow.sandbox import classify, run_sandboxed
 from tests.sandbox.helpers import ENV, PY, limits, requires_sandbox, run_py, sandbox_pids
 
 pytestmark = requires_sandbox
@@ -56,6 +56,28 @@ async def test_fork_bomb_is_capped_by_the_process_limit_and_leaves_nothing():
     result, error = await run_py(code, limits(max_processes=8))
     assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("max_processes"), result
     assert sandbox_pids() == []
+
+
+async def test_a_shell_fork_bomb_never_exceeds_the_process_limit():
+    counts: list[int] = []
+
+    async def sample() -> None:
+        while True:
+            counts.append(len(sandbox_pids()))
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    lim = limits(max_processes=8, cpu_seconds=2)
+    try:
+        result = await run_sandboxed(
+            ["bash", "-c", ":(){ :|:& };:; sleep 100"], ENV, lim, deadline=2.0, cancel_grace=0.5
+        )
+    finally:
+        sampler.cancel()
+    assert 3 <= max(counts) <= 8, counts
+    assert result.deadline_exceeded and sandbox_pids() == []
+    error = classify(result, lim, "bash")
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("max_processes")
 
 
 async def test_network_is_off_unless_allowed():
@@ -155,8 +177,6 @@ async def test_parameters_reach_the_program_as_one_literal_argument():
 async def test_a_missing_program_is_reported():
     result = await run_sandboxed(["no-such-program-xyz"], ENV, limits())
     assert result.exec_error is not None and "no-such-program-xyz" in result.exec_error
-    from stepflow.sandbox import classify
-
     assert isinstance(classify(result, limits(), "no-such-program-xyz"), InternalError)
 
 
@@ -174,8 +194,13 @@ print(os.path.exists("/usr/bin/python3"), os.path.exists("{os.getcwd()}/pyprojec
 
 
 async def test_a_worker_killed_outright_leaves_no_tool_behind():
-    tool = (
-        "import subprocess, time\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)\nprint('up', flush=True)"
+    tool = "\n".join(
+        [
+            "import subprocess, time",
+            "subprocess.Popen(['sleep', '1000'], start_new_session=True)",
+            "print('up', flush=True)",
+            "time.sleep(1000)",
+        ]
     )
     worker_code = f"""
 import asyncio
