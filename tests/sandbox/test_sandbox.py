@@ -233,3 +233,12 @@ async def _gone_within(seconds: float) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_concurrent_executions_each_get_their_own_process_budget():
+    # 1 + 3 processes each, under max_processes=4: fine alone, and fine side by side only if the budgets are separate
+    code = (
+        "import subprocess\nkids = [subprocess.Popen(['sleep', '0.5']) for _ in range(3)]\nfor kid in kids: kid.wait()"
+    )
+    runs = await asyncio.gather(*(run_py(code, limits(max_processes=4)) for _ in range(3)))
+    assert [error for _, error in runs] == [None, None, None], runs
