@@ -31,6 +31,7 @@ from starter.cli.services import running_server
 from starter.executor import Executor
 from starter.server import parse_address, pick_port
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings
+from stepflow.errors import ExecutorError
 from stepflow.logging import configure_logging
 from stepflow.models import (
     ExecutionContext,
@@ -229,6 +230,30 @@ async def run_case(executor: Executor, case: DemoCase) -> CaseOutcome:
     return outcome
 
 
+async def run_cases(executor: Executor, cases: list[DemoCase]) -> tuple[list[CaseOutcome], list[str]]:
+    """Run every case at once; the outcomes, and the names of cases that raised or did not end in time."""
+    tasks = {asyncio.create_task(run_case(executor, case)): case for case in cases}
+    done, pending = await asyncio.wait(tasks, timeout=CASE_DEADLINE)
+    problems = []
+    for task in pending:
+        task.cancel()
+        common.stdout.print(f"  [bold red]STUCK[/]  {tasks[task].name}: not finished within {CASE_DEADLINE:.0f} s")
+        problems.append(tasks[task].name)
+    await asyncio.gather(*pending, return_exceptions=True)
+    outcomes = []
+    for task, case in tasks.items():
+        if task not in done:
+            continue
+        error = task.exception()
+        if error is None:
+            outcomes.append(task.result())
+            continue
+        kind = error.kind if isinstance(error, ExecutorError) else type(error).__name__
+        common.stdout.print(f"  [bold red]ERROR[/]  {case.name}: {kind}: {error}", highlight=False)
+        problems.append(case.name)
+    return outcomes, problems
+
+
 def demo_table(outcomes: list[CaseOutcome], rows: list[ExecutionInfo]) -> Table:
     """The demo's rows of the ``executions`` table, each beside its case and the status it was expected to end in."""
     cases = {outcome.execution_id: outcome for outcome in outcomes}
@@ -279,9 +304,7 @@ async def run_demo(*, keep_data: bool = False, keep_running: bool = False, cases
                     common.stdout.print(
                         f"\nRunning {len(cases)} executions on task queue {config.temporal.task_queue}:"
                     )
-                    outcomes = await asyncio.wait_for(
-                        asyncio.gather(*(run_case(executor, case) for case in cases)), CASE_DEADLINE
-                    )
+                    outcomes, problems = await run_cases(executor, cases)
                     rows = await executor.list_executions(ExecutionFilter(tenant_id=DEMO_TENANT, limit=1000))
                     common.stdout.print()
                     common.stdout.print(demo_table(outcomes, rows))
@@ -292,10 +315,10 @@ async def run_demo(*, keep_data: bool = False, keep_running: bool = False, cases
                     if keep_running:
                         common.stdout.print("Server and worker keep running; Ctrl-C stops them.")
                         await _until_interrupted()
-    failed = [outcome for outcome in outcomes if not outcome.ok]
+    failed = [*problems, *(outcome.case.name for outcome in outcomes if not outcome.ok)]
     elapsed = time.monotonic() - began
     if failed:
-        names = ", ".join(outcome.case.name for outcome in failed)
+        names = ", ".join(failed)
         common.stderr.print(f"[bold red]demo: {len(failed)} case(s) ended unexpectedly: {names}[/]")
         return 1
     common.stdout.print(

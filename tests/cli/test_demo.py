@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from starter.demo import DEMO_CASES, CaseOutcome, DemoCase
+from starter.demo import DEMO_CASES, CaseOutcome, DemoCase, run_cases
+from starter.executor import Executor
 from starter.server import free_port
 from stepflow.models import ExecutionStatus
 from tests.cli.conftest import run_cli
@@ -46,3 +47,16 @@ def test_cases_build_valid_requests() -> None:
         assert request.context.tenant_id == "demo"
         if case.timeout is not None:
             assert request.options.timeout == timedelta(seconds=case.timeout)
+
+
+@pytest.mark.dev_server
+async def test_cases_that_raise_or_end_unexpectedly_are_reported(dev_executor: Executor) -> None:
+    cases = [
+        DemoCase("fine", "echo", ExecutionStatus.COMPLETED, "echo", {"message": "x"}),
+        DemoCase("wrong", "fail", ExecutionStatus.COMPLETED, "expected to complete, fails"),
+        DemoCase("missing", "no-such-tool", ExecutionStatus.COMPLETED, "unknown tool"),
+    ]
+    outcomes, problems = await run_cases(dev_executor, cases)
+    assert problems == ["missing"]
+    assert [(outcome.case.name, outcome.ok) for outcome in outcomes] == [("fine", True), ("wrong", False)]
+    assert outcomes[1].status is ExecutionStatus.FAILED and outcomes[1].row_status is ExecutionStatus.FAILED
