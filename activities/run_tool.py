@@ -115,9 +115,9 @@ class ToolActivities:
 
     async def _heartbeat(self, ctx: ActivityToolContext) -> None:
         last_flush = asyncio.get_running_loop().time()
-        while True:
-            activity.heartbeat(ctx.progress)
+        while True:  # the first heartbeat waits one interval: a quick tool needs none
             await asyncio.sleep(min(self._heartbeat_every, 0.2) if ctx.log.wants_flush else self._heartbeat_every)
+            activity.heartbeat(ctx.progress)
             now = asyncio.get_running_loop().time()
             if ctx.log.wants_flush or now - last_flush >= 1.0:
                 last_flush = now

@@ -107,9 +107,12 @@ async def list_executions(client: Client, task_queue: str | None = None) -> list
 
 async def load_record(client: Client, execution: WorkflowExecution) -> TemporalRecord:
     """Read the history: the input (request), the prepare marker (version) and the outcome."""
+    handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+    if expected_status(execution) is None:  # the list (visibility) lags: ask the execution itself
+        execution = await handle.describe()
     record = TemporalRecord(execution=execution, status=expected_status(execution))
     converter = client.data_converter
-    history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+    history = await handle.fetch_history()
     task_started: datetime | None = None
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:

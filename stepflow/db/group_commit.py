@@ -1,10 +1,16 @@
-"""Group commit: many concurrent writes, few transactions.
+"""Group commit: many concurrent writes, few transactions, few statements.
 
 Activities of many executions write to the projection at once. Instead of a transaction each, writes are
 queued and one writer task runs everything queued so far inside a single transaction. A caller's ``await``
 returns only after the transaction holding its write committed, so nothing acknowledged is lost. If a
 batch fails, its writes are retried one transaction each, so one bad write fails alone and the others
 still commit. SQLite thus sees exactly one writer, which is what it wants.
+
+Two kinds of write can be queued: a function of the connection (:meth:`GroupCommitter.submit`), and rows
+for a statement (:meth:`GroupCommitter.submit_rows`). Rows of the same statement from every write of a batch
+are sent as one ``executemany`` (ordered by the statement's ``phase``: parent rows before the rows that
+reference them), which is where batching pays: one statement for a hundred executions' log lines instead
+of a hundred. Functions run after the rows, in the order they were queued.
 
 This is a write batcher, not a scheduler: what runs when is still Temporal's business.
 """
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,9 +29,19 @@ T = TypeVar("T")
 Write = Callable[[AsyncConnection], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class RowStatement:
+    """A statement run once per batch with every queued row: ``build(connection)`` makes it for the dialect."""
+
+    key: str
+    phase: int
+    build: Callable[[AsyncConnection], Any]
+
+
 @dataclass
 class _Pending:
-    write: Write
+    write: Write | None = None
+    rows: Sequence[tuple[RowStatement, Sequence[dict[str, Any]]]] = ()
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -38,15 +54,22 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
+        self.statements = 0
 
     async def submit(self, write: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Queue a write and wait until the transaction holding it committed; return its result."""
+        result: T = await self._enqueue(_Pending(write=write))
+        return result
+
+    async def submit_rows(self, rows: Sequence[tuple[RowStatement, Sequence[dict[str, Any]]]]) -> None:
+        """Queue rows for statements (all in the same transaction); wait until it committed."""
+        await self._enqueue(_Pending(rows=[(statement, list(values)) for statement, values in rows if values]))
+
+    async def _enqueue(self, pending: _Pending) -> Any:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="stepflow-group-commit")
-        pending = _Pending(write)
         await self._queue.put(pending)
-        result: T = await asyncio.shield(pending.future)
-        return result
+        return await asyncio.shield(pending.future)
 
     async def close(self) -> None:
         """Finish queued writes, then stop the writer task."""
@@ -69,10 +92,23 @@ class GroupCommitter:
                 for _ in batch:
                     self._queue.task_done()
 
+    async def _execute(self, connection: AsyncConnection, batch: list[_Pending]) -> list[Any]:
+        grouped: dict[str, tuple[RowStatement, list[dict[str, Any]]]] = {}
+        for pending in batch:
+            for statement, values in pending.rows:
+                grouped.setdefault(statement.key, (statement, []))[1].extend(values)
+        for statement, values in sorted(grouped.values(), key=lambda item: item[0].phase):
+            await connection.execute(statement.build(connection), values)
+            self.statements += 1
+        results = []
+        for pending in batch:
+            results.append(None if pending.write is None else await pending.write(connection))
+        return results
+
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
             async with self._engine.begin() as connection:
-                results = [await pending.write(connection) for pending in batch]
+                results = await self._execute(connection, batch)
         except Exception as error:
             if len(batch) == 1:
                 if not batch[0].future.done():

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stepflow.db import telemetry
 from stepflow.db.engine import create_engine, create_schema
-from stepflow.db.group_commit import GroupCommitter
+from stepflow.db.group_commit import GroupCommitter, RowStatement
 from stepflow.db.schema import executions, tools
 from stepflow.db.spool import WriteSpool
 from stepflow.errors import DatabaseError
@@ -76,6 +76,12 @@ class Projection:
     async def _write(self, write: Any) -> Any:
         try:
             return await self.committer.submit(write)
+        except DB_ERRORS as exc:
+            raise DatabaseError(f"projection write failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _write_rows(self, rows: Sequence[tuple[RowStatement, Sequence[dict[str, Any]]]]) -> None:
+        try:
+            await self.committer.submit_rows(rows)
         except DB_ERRORS as exc:
             raise DatabaseError(f"projection write failed: {type(exc).__name__}: {exc}") from exc
 
@@ -154,14 +160,8 @@ class Projection:
             "parent_execution_id": request.context.parent_execution_id,
         }
 
-        async def write(connection: AsyncConnection) -> None:
-            await connection.execute(
-                _insert(connection, executions).values(row).on_conflict_do_nothing(index_elements=["id"])
-            )
-            if log is not None:
-                await telemetry.insert_logs(connection, [log])
-
-        await self._write(write)
+        logs = [telemetry.log_row(log)] if log is not None else []
+        await self._write_rows([(telemetry.EXECUTION_INSERT, [row]), (telemetry.LOG_INSERT, logs)])
 
     async def mark_running(self, execution_id: str) -> None:
         """Move a pending execution to running; a no-op for any other status."""
@@ -283,15 +283,13 @@ class Projection:
         mark_running: bool = False,
     ) -> None:
         """Write an attempt's buffered lines and metrics (and the pending -> running move) in one transaction."""
-
-        async def write(connection: AsyncConnection) -> None:
-            if mark_running:
-                await connection.execute(_running(execution_id))
-            await telemetry.insert_logs(connection, logs)
-            if metrics:
-                await telemetry.upsert_metrics(connection, execution_id, metrics)
-
-        await self._write(write)
+        await self._write_rows(
+            [
+                (telemetry.MARK_RUNNING, [{"running_id": execution_id}] if mark_running else []),
+                (telemetry.LOG_INSERT, [telemetry.log_row(entry) for entry in logs]),
+                (telemetry.METRIC_UPSERT, telemetry.metric_rows(execution_id, metrics)),
+            ]
+        )
 
     async def record_metrics(self, execution_id: str, metrics: Sequence[Metric]) -> None:
         """Upsert metrics of one execution (one value per name)."""

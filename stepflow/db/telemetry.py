@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stepflow.db.group_commit import RowStatement
 from stepflow.db.schema import execution_logs, execution_metrics, executions
 from stepflow.models import ErrorInfo, ExecutionMetrics, ExecutionStatus, LogEntry, LogLevel, Metric, MetricFilter
 
@@ -27,7 +28,7 @@ METRIC_UNITS: dict[str, str] = {
     "cpu_time_ms": "ms",
     "max_rss_kb": "KiB",
 }
-GROWING_METRICS = frozenset({"attempts"})
+GROWING_METRIC = "attempts"  # only ever grows: a late write of an earlier attempt must not lower it
 
 
 def terminal_event(status: ExecutionStatus, error: ErrorInfo | None) -> tuple[LogLevel, str]:
@@ -67,45 +68,68 @@ def log_row(entry: LogEntry) -> dict[str, Any]:
     }
 
 
-async def insert_logs(connection: AsyncConnection, entries: Sequence[LogEntry]) -> int:
-    """Insert lines; a line whose (execution, seq) is already there is skipped. Returns lines inserted."""
-    if not entries:
-        return 0
-    statement = _dialect(connection).insert(execution_logs).values([log_row(e) for e in entries])
-    result = await connection.execute(statement.on_conflict_do_nothing())
-    return int(result.rowcount or 0)
+async def insert_logs(connection: AsyncConnection, entries: Sequence[LogEntry]) -> None:
+    """Insert lines; a line whose (execution, seq) is already there is skipped."""
+    if entries:
+        await connection.execute(LOG_INSERT.build(connection), [log_row(e) for e in entries])
+
+
+def metric_rows(execution_id: str, metrics: Sequence[Metric]) -> list[dict[str, Any]]:
+    """One row per metric name (the last value given wins), with its unit."""
+    now = datetime.now(UTC)
+    latest: dict[str, Metric] = {metric.name: metric for metric in metrics}
+    return [
+        {
+            "execution_id": execution_id,
+            "metric_name": metric.name,
+            "metric_value": float(metric.value),
+            "metric_unit": metric.unit or METRIC_UNITS.get(metric.name),
+            "timestamp": metric.timestamp or now,
+        }
+        for metric in latest.values()
+    ]
+
+
+def _metric_upsert(connection: AsyncConnection) -> Any:
+    statement = dialect_insert(connection, execution_metrics)
+    bigger = func.greatest if connection.dialect.name == "postgresql" else func.max
+    value = case(
+        (
+            statement.excluded.metric_name == GROWING_METRIC,
+            bigger(execution_metrics.c.metric_value, statement.excluded.metric_value),
+        ),
+        else_=statement.excluded.metric_value,
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[execution_metrics.c.execution_id, execution_metrics.c.metric_name],
+        set_={
+            "metric_value": value,
+            "metric_unit": statement.excluded.metric_unit,
+            "timestamp": statement.excluded.timestamp,
+        },
+    )
+
+
+EXECUTION_INSERT = RowStatement(
+    "executions.insert", 0, lambda c: dialect_insert(c, executions).on_conflict_do_nothing(index_elements=["id"])
+)
+LOG_INSERT = RowStatement("logs.insert", 1, lambda c: dialect_insert(c, execution_logs).on_conflict_do_nothing())
+METRIC_UPSERT = RowStatement("metrics.upsert", 2, _metric_upsert)
+MARK_RUNNING = RowStatement(
+    "executions.running",
+    3,
+    lambda c: (
+        update(executions)
+        .where(and_(executions.c.id == bindparam("running_id"), executions.c.status == ExecutionStatus.PENDING.value))
+        .values(status=ExecutionStatus.RUNNING.value)
+    ),
+)
 
 
 async def upsert_metrics(connection: AsyncConnection, execution_id: str, metrics: Sequence[Metric]) -> None:
     """Write one value per (execution, metric); ``attempts`` keeps the largest value seen."""
-    now = datetime.now(UTC)
-    latest: dict[str, Metric] = {metric.name: metric for metric in metrics}
-    for metric in latest.values():
-        statement = (
-            _dialect(connection)
-            .insert(execution_metrics)
-            .values(
-                execution_id=execution_id,
-                metric_name=metric.name,
-                metric_value=float(metric.value),
-                metric_unit=metric.unit or METRIC_UNITS.get(metric.name),
-                timestamp=metric.timestamp or now,
-            )
-        )
-        value: Any = statement.excluded.metric_value
-        if metric.name in GROWING_METRICS:
-            bigger = func.greatest if connection.dialect.name == "postgresql" else func.max
-            value = bigger(execution_metrics.c.metric_value, statement.excluded.metric_value)
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[execution_metrics.c.execution_id, execution_metrics.c.metric_name],
-                set_={
-                    "metric_value": value,
-                    "metric_unit": statement.excluded.metric_unit,
-                    "timestamp": statement.excluded.timestamp,
-                },
-            )
-        )
+    if metrics:
+        await connection.execute(METRIC_UPSERT.build(connection), metric_rows(execution_id, metrics))
 
 
 async def read_logs(connection: AsyncConnection, execution_id: str, *, after_id: int = 0) -> list[LogEntry]:
