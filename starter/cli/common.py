@@ -19,11 +19,13 @@ from typing import Any, NoReturn
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.service import RPCError
 
 from starter.executor import Executor
 from stepflow.config import Settings, load_settings
 from stepflow.db.projection import Projection
-from stepflow.errors import ExecutorError
+from stepflow.errors import DatabaseError, ExecutorError, InternalError
 from stepflow.logging import configure_logging
 from stepflow.models import ExecutionResult, ExecutionStatus
 
@@ -141,6 +143,10 @@ def run(body: Coroutine[Any, Any, int | None], *, as_json: bool = False) -> None
         code = asyncio.run(body)
     except ExecutorError as error:
         fail(error, as_json=as_json)
+    except RPCError as error:  # Temporal went away or refused a call after we connected
+        fail(InternalError(f"the Temporal server refused or lost a request: {error.message}"), as_json=as_json)
+    except SQLAlchemyError as error:
+        fail(DatabaseError(f"the projection database failed: {error}"), as_json=as_json)
     except KeyboardInterrupt:
         stderr.print("interrupted")
         raise typer.Exit(130) from None

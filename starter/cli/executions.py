@@ -49,6 +49,9 @@ RetryDelayOpt = Annotated[
 ]
 PriorityOpt = Annotated[Priority, typer.Option("--priority", help="Scheduling priority.")]
 
+PENDING_HINT_AFTER = 5.0
+"""Seconds an execution may stay pending before ``run`` suggests that no worker is running."""
+
 _STATUS_STYLE = {
     ExecutionStatus.PENDING: "yellow",
     ExecutionStatus.RUNNING: "cyan",
@@ -102,6 +105,8 @@ async def _wait(executor: Executor, execution_id: str, *, spinner: bool) -> Exec
 
     done = asyncio.create_task(finished())
     status = common.stderr.status(f"{execution_id}: starting", spinner="dots") if spinner else None
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     try:
         if status is not None:
             status.start()
@@ -109,6 +114,9 @@ async def _wait(executor: Executor, execution_id: str, *, spinner: bool) -> Exec
             if status is not None:
                 progress = await executor.get_execution_progress(execution_id)
                 parts = [f"{execution_id}: {progress.status.value}"]
+                if progress.status is ExecutionStatus.PENDING and loop.time() - began > PENDING_HINT_AFTER:
+                    queue = executor.settings.temporal.task_queue
+                    parts.append(f"no worker has taken it yet: is `stepflow worker` running on task queue {queue!r}?")
                 if progress.attempt:
                     parts.append(f"attempt {progress.attempt}")
                 if progress.progress is not None:
