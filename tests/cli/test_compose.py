@@ -43,7 +43,7 @@ def test_compose_command_is_the_dev_server_command(tmp_path: Path) -> None:
     command = block_list(COMPOSE.read_text(), "command")
     settings = load_settings(data_dir=tmp_path, temporal=TemporalSettings(address="0.0.0.0:7233", ui_port=8233))
     expected = dev_server_command(settings)[1:]  # without the binary: the image's entrypoint is `temporal`
-    expected[expected.index("--db-filename") + 1] = "/data/temporal.db"
+    expected[expected.index("--db-filename") + 1] = "/home/temporal/temporal.db"
     assert command == expected
 
 
@@ -58,5 +58,5 @@ def test_compose_publishes_grpc_and_ui_ports_and_keeps_the_database() -> None:
     text = COMPOSE.read_text()
     ports = block_list(text, "ports")
     assert ports == ["7233:7233", "8233:8233"]
-    assert block_list(text, "volumes")[0] == "temporal-data:/data"
+    assert block_list(text, "volumes")[0] == "temporal-data:/home/temporal"
     assert "--db-filename" in block_list(text, "command")
