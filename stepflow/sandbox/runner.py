@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -104,8 +105,14 @@ def hidden_paths() -> list[str]:
     return [str(cwd)]
 
 
+@functools.cache
 def _sandbox_root() -> Path:
+    """The sandbox root, created on first use, with the run directories of dead workers removed."""
     SANDBOX_ROOT.mkdir(mode=0o711, exist_ok=True)
+    for entry in SANDBOX_ROOT.glob("run-*-*"):
+        owner = entry.name.split("-")[1]
+        if owner.isdigit() and int(owner) != os.getpid() and not is_alive(int(owner)):
+            shutil.rmtree(entry, ignore_errors=True)
     return SANDBOX_ROOT
 
 
@@ -219,7 +226,7 @@ async def run_sandboxed(
     """Run ``argv`` in a fresh sandbox under ``limits``; see the module docstring for what is guaranteed."""
     started = time.monotonic()
     uid = UID_POOL.acquire()
-    root = Path(tempfile.mkdtemp(prefix="run-", dir=_sandbox_root()))
+    root = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=_sandbox_root()))
     read_fd, write_fd = os.pipe()
     run = _Run(limits, on_line)
     result = run.result

@@ -193,6 +193,22 @@ print(os.path.exists("/usr/bin/python3"), os.path.exists("{os.getcwd()}/pyprojec
     assert isinstance(error, ResourceLimitExceeded) and "filled its working directory" in error.message, result
 
 
+def test_run_directories_of_dead_workers_are_swept(tmp_path, monkeypatch):
+    from stepflow.sandbox import runner
+
+    monkeypatch.setattr(runner, "SANDBOX_ROOT", tmp_path)
+    dead = tmp_path / "run-999999999-abc"  # no such pid
+    mine = tmp_path / f"run-{os.getpid()}-abc"
+    for directory in (dead, mine):
+        (directory / "work").mkdir(parents=True)
+    runner._sandbox_root.cache_clear()
+    try:
+        assert runner._sandbox_root() == tmp_path
+    finally:
+        runner._sandbox_root.cache_clear()
+    assert not dead.exists() and mine.exists()
+
+
 async def test_a_worker_killed_outright_leaves_no_tool_behind():
     tool = "\n".join(
         [
