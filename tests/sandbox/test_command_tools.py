@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from stepflow.models import (
     MetricFilter,
     ResourceLimits,
 )
-from tests.conftest import executor_for, running_worker
+from tests.conftest import executor_for, make_settings, running_worker
 from tests.sandbox.helpers import TOOLS_FILE, requires_sandbox, sandbox_pids
 
 pytestmark = [
@@ -29,7 +30,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def command_settings(settings: Settings) -> Settings:
+def command_settings(tmp_path: Path) -> Settings:
+    """The test tool file loaded; a heartbeat timeout a loaded machine does not trip over (the CPU spin)."""
+    settings = make_settings(tmp_path, heartbeat_timeout=5)
     settings.tool_files = [TOOLS_FILE]
     return settings
 
