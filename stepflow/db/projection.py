@@ -10,11 +10,13 @@ concurrent writers share transactions; writes that must land but may not block g
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from stepflow.db import telemetry
 from stepflow.db.engine import create_engine, create_schema
 from stepflow.db.group_commit import GroupCommitter, RowStatement
+from stepflow.db.queries import filtered_executions, row_to_info
 from stepflow.db.schema import executions, tools
 from stepflow.db.spool import WriteSpool
 from stepflow.errors import DatabaseError
@@ -45,6 +48,17 @@ DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
 _insert = telemetry.dialect_insert
+_STARTED_KEPT = 100_000
+
+
+@dataclass(frozen=True)
+class _Started:
+    """What finish_execution needs from a row this process inserted (so it need not read it back)."""
+
+    start_time: datetime
+    logging_level: LogLevel
+    tool_id: str
+    version: str | None
 
 
 class Projection:
@@ -54,6 +68,7 @@ class Projection:
         self.engine = engine
         self.committer = GroupCommitter(engine, max_batch=max_batch)
         self.spool = WriteSpool()
+        self._started: OrderedDict[str, _Started] = OrderedDict()
 
     @classmethod
     async def open(cls, url: str, *, create: bool = True, max_batch: int = 500) -> Projection:
@@ -162,14 +177,14 @@ class Projection:
 
         logs = [telemetry.log_row(log)] if log is not None else []
         await self._write_rows([(telemetry.EXECUTION_INSERT, [row]), (telemetry.LOG_INSERT, logs)])
+        self._started[execution_id] = _Started(start_time, request.options.logging_level, request.tool_id, version)
+        while len(self._started) > _STARTED_KEPT:
+            self._started.popitem(last=False)
 
     async def mark_running(self, execution_id: str) -> None:
         """Move a pending execution to running; a no-op for any other status."""
 
-        async def write(connection: AsyncConnection) -> None:
-            await connection.execute(_running(execution_id))
-
-        await self._write(write)
+        await self._write_rows([(telemetry.MARK_RUNNING, [{"running_id": execution_id}])])
 
     async def finish_execution(
         self,
@@ -187,6 +202,13 @@ class Projection:
         """
         if not status.is_terminal:
             raise ValueError(f"{status} is not a terminal status")
+        started = self._started.get(execution_id)
+        if started is not None:  # this process wrote the row: no need to read it back
+            await self._finish_known(
+                execution_id, started, status=status, end_time=end_time, output=output, error=error
+            )
+            self._started.pop(execution_id, None)
+            return True
 
         async def write(connection: AsyncConnection) -> bool:
             found = (
@@ -229,6 +251,45 @@ class Projection:
 
         written: bool = await self._write(write)
         return written
+
+    async def _finish_known(
+        self,
+        execution_id: str,
+        started: _Started,
+        *,
+        status: ExecutionStatus,
+        end_time: datetime,
+        output: Any,
+        error: ErrorInfo | None,
+    ) -> None:
+        """finish_execution as rows merged with the batch's other finishes (idempotent: keyed lines and metrics)."""
+        duration_ms = max(0, int((end_time - started.start_time).total_seconds() * 1000))
+        update_row = {
+            "finish_id": execution_id,
+            "finish_status": status.value,
+            "finish_result": output,
+            "finish_error": None if error is None else f"{error.type}: {error.message}",
+            "finish_end": end_time,
+            "finish_duration": duration_ms,
+        }
+        level, message = telemetry.terminal_event(status, error)
+        logs = []
+        if level.rank >= started.logging_level.rank:
+            metadata = {"seq": "finish", "tool_id": started.tool_id, "version": started.version, "status": status.value}
+            entry = LogEntry(
+                execution_id=execution_id, level=level, message=message, timestamp=end_time, metadata=metadata
+            )
+            logs.append(telemetry.log_row(entry))
+        metrics = [Metric(name="duration_ms", value=duration_ms), Metric(name="attempts", value=0)]
+        if status is ExecutionStatus.COMPLETED:
+            metrics.append(Metric(name="output_bytes", value=telemetry.output_size(output)))
+        await self._write_rows(
+            [
+                (telemetry.FINISH_UPDATE, [update_row]),
+                (telemetry.LOG_INSERT, logs),
+                (telemetry.METRIC_UPSERT, telemetry.metric_rows(execution_id, metrics)),
+            ]
+        )
 
     async def restore_execution(
         self,
@@ -343,53 +404,3 @@ class Projection:
         except DB_ERRORS as exc:
             raise DatabaseError(f"cannot list executions: {exc}") from exc
         return [row_to_info(row) for row in rows]
-
-
-def _running(execution_id: str) -> Any:
-    return (
-        update(executions)
-        .where(and_(executions.c.id == execution_id, executions.c.status == ExecutionStatus.PENDING))
-        .values(status=ExecutionStatus.RUNNING.value)
-    )
-
-
-def filtered_executions(execution_filter: ExecutionFilter) -> Select[Any]:
-    """The SELECT for a filter, newest first."""
-    conditions = []
-    f = execution_filter
-    for column, value in (
-        (executions.c.tool_id, f.tool_id),
-        (executions.c.tenant_id, f.tenant_id),
-        (executions.c.user_id, f.user_id),
-        (executions.c.status, f.status.value if f.status else None),
-        (executions.c.parent_execution_id, f.parent_execution_id),
-    ):
-        if value is not None:
-            conditions.append(column == value)
-    if f.started_after is not None:
-        conditions.append(executions.c.start_time >= f.started_after)
-    if f.started_before is not None:
-        conditions.append(executions.c.start_time < f.started_before)
-    return (
-        select(executions)
-        .where(and_(True, *conditions))
-        .order_by(executions.c.start_time.desc(), executions.c.id)
-        .limit(f.limit)
-    )
-
-
-def row_to_info(row: Row[Any]) -> ExecutionInfo:
-    return ExecutionInfo(
-        execution_id=row.id,
-        tool_id=row.tool_id,
-        version=row.version,
-        status=ExecutionStatus(row.status),
-        user_id=row.user_id,
-        tenant_id=row.tenant_id,
-        session_id=row.session_id,
-        parent_execution_id=row.parent_execution_id,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        duration_ms=row.duration_ms,
-        error_message=row.error_message,
-    )

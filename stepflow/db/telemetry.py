@@ -12,13 +12,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import and_, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stepflow.db.group_commit import RowStatement
-from stepflow.db.schema import execution_logs, execution_metrics, executions
-from stepflow.models import ErrorInfo, ExecutionMetrics, ExecutionStatus, LogEntry, LogLevel, Metric, MetricFilter
+from stepflow.db.schema import JSONText, UTCDateTime, execution_logs, execution_metrics, executions
+from stepflow.models import (
+    TERMINAL_STATUSES,
+    ErrorInfo,
+    ExecutionMetrics,
+    ExecutionStatus,
+    LogEntry,
+    LogLevel,
+    Metric,
+    MetricFilter,
+)
 
 METRIC_UNITS: dict[str, str] = {
     "duration_ms": "ms",
@@ -28,6 +37,9 @@ METRIC_UNITS: dict[str, str] = {
     "cpu_time_ms": "ms",
     "max_rss_kb": "KiB",
 }
+TERMINAL_VALUES = sorted(status.value for status in TERMINAL_STATUSES)
+# inline literals: an expanding IN parameter cannot be used with executemany
+_TERMINAL_LITERALS: list[Any] = [literal_column(f"'{value}'") for value in TERMINAL_VALUES]
 GROWING_METRIC = "attempts"  # only ever grows: a late write of an earlier attempt must not lower it
 
 
@@ -122,6 +134,23 @@ MARK_RUNNING = RowStatement(
         update(executions)
         .where(and_(executions.c.id == bindparam("running_id"), executions.c.status == ExecutionStatus.PENDING.value))
         .values(status=ExecutionStatus.RUNNING.value)
+    ),
+)
+
+
+FINISH_UPDATE = RowStatement(
+    "executions.finish",
+    4,
+    lambda c: (
+        update(executions)
+        .where(and_(executions.c.id == bindparam("finish_id"), executions.c.status.not_in(_TERMINAL_LITERALS)))
+        .values(
+            status=bindparam("finish_status"),
+            result_data=bindparam("finish_result", type_=JSONText()),
+            error_message=bindparam("finish_error"),
+            end_time=bindparam("finish_end", type_=UTCDateTime()),
+            duration_ms=bindparam("finish_duration"),
+        )
     ),
 )
 
