@@ -48,6 +48,11 @@ class UidPool:
         self._next = 0
         self._lock = threading.Lock()
 
+    @property
+    def uids(self) -> range:
+        """Every uid this pool may hand out."""
+        return range(self._base, self._base + SLOTS)
+
     def acquire(self) -> int:
         with self._lock:
             for _ in range(SLOTS):

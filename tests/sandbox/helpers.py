@@ -11,7 +11,7 @@ import pytest
 
 from stepflow.errors import ExecutorError
 from stepflow.sandbox import DEFAULT_LIMITS, SandboxLimits, SandboxResult, classify, run_sandboxed, sandbox_unavailable
-from stepflow.sandbox.uids import SLOTS, UID_BASE
+from stepflow.sandbox.uids import SLOTS, UID_BASE, UID_POOL
 
 PY = "/usr/bin/python3"
 ENV = {"PATH": "/usr/bin:/bin"}
@@ -38,8 +38,16 @@ async def run_py(code: str, lim: SandboxLimits | None = None, **kw: Any) -> tupl
     return result, classify(result, lim, "python3")
 
 
-def sandbox_pids() -> list[int]:
-    """Every live process running as a sandbox uid (any worker's range)."""
+def sandbox_pids(worker_pid: int | None = None) -> list[int]:
+    """Live processes running as a sandbox uid of this process's pool (or of the worker process ``worker_pid``).
+
+    Scoped to one worker's range: other test sessions on the machine run sandboxed tools too.
+    """
+    if worker_pid is None:
+        uids = UID_POOL.uids
+    else:
+        base = UID_BASE + (worker_pid % 100) * SLOTS
+        uids = range(base, base + SLOTS)
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -49,6 +57,6 @@ def sandbox_pids() -> list[int]:
                     state = file.read().rpartition(")")[2].split()[0]
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            if UID_BASE <= uid < UID_BASE + 100 * SLOTS and state != "Z":
+            if uid in uids and state != "Z":
                 found.append(int(name))
     return found

@@ -233,19 +233,19 @@ asyncio.run(run_sandboxed(argv, {{"PATH": "/usr/bin:/bin"}}, DEFAULT_LIMITS, on_
     assert worker.stdout is not None
     try:
         assert await asyncio.wait_for(worker.stdout.readline(), 20) == b"up\n"
-        assert len(sandbox_pids()) >= 2
+        assert len(sandbox_pids(worker.pid)) >= 2
         worker.kill()
         await worker.wait()
-        assert await _gone_within(5.0)
+        assert await _gone_within(5.0, worker.pid)
     finally:
-        for pid in sandbox_pids():  # never leave a sleeper behind, even when the test fails
+        for pid in sandbox_pids(worker.pid):  # never leave a sleeper behind, even when the test fails
             os.kill(pid, signal.SIGKILL)
 
 
-async def _gone_within(seconds: float) -> bool:
+async def _gone_within(seconds: float, worker_pid: int) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not sandbox_pids():
+        if not sandbox_pids(worker_pid):
             return True
         await asyncio.sleep(0.05)
     return False
