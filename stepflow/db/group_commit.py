@@ -10,7 +10,8 @@ Two kinds of write can be queued: a function of the connection (:meth:`GroupComm
 for a statement (:meth:`GroupCommitter.submit_rows`). Rows of the same statement from every write of a batch
 are sent as one ``executemany`` (ordered by the statement's ``phase``: parent rows before the rows that
 reference them), which is where batching pays: one statement for a hundred executions' log lines instead
-of a hundred. Functions run after the rows, in the order they were queued.
+of a hundred. Functions run after the rows, in the order they were queued. On SQLite a batch of rows only
+runs in one worker-thread hop on a synchronous engine (``sync_engine``) rather than a hop per statement.
 
 This is a write batcher, not a scheduler: what runs when is still Temporal's business.
 """
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
@@ -35,7 +37,7 @@ class RowStatement:
 
     key: str
     phase: int
-    build: Callable[[AsyncConnection], Any]
+    build: Callable[[Any], Any]
 
 
 @dataclass
@@ -48,8 +50,9 @@ class _Pending:
 class GroupCommitter:
     """Runs queued writes in shared transactions; ``max_batch=1`` gives one transaction per write."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 500) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 500, sync_engine: Engine | None = None) -> None:
         self._engine = engine
+        self._sync_engine = sync_engine
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -93,11 +96,7 @@ class GroupCommitter:
                     self._queue.task_done()
 
     async def _execute(self, connection: AsyncConnection, batch: list[_Pending]) -> list[Any]:
-        grouped: dict[str, tuple[RowStatement, list[dict[str, Any]]]] = {}
-        for pending in batch:
-            for statement, values in pending.rows:
-                grouped.setdefault(statement.key, (statement, []))[1].extend(values)
-        for statement, values in sorted(grouped.values(), key=lambda item: item[0].phase):
+        for statement, values in self._grouped(batch):
             await connection.execute(statement.build(connection), values)
             self.statements += 1
         results = []
@@ -105,10 +104,29 @@ class GroupCommitter:
             results.append(None if pending.write is None else await pending.write(connection))
         return results
 
+    def _grouped(self, batch: list[_Pending]) -> list[tuple[RowStatement, list[dict[str, Any]]]]:
+        grouped: dict[str, tuple[RowStatement, list[dict[str, Any]]]] = {}
+        for pending in batch:
+            for statement, values in pending.rows:
+                grouped.setdefault(statement.key, (statement, []))[1].extend(values)
+        return sorted(grouped.values(), key=lambda item: item[0].phase)
+
+    def _execute_sync(self, batch: list[_Pending]) -> list[Any]:
+        """A batch of row writes only, in one transaction on the synchronous engine (runs in a worker thread)."""
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as connection:
+            for statement, values in self._grouped(batch):
+                connection.execute(statement.build(connection), values)
+                self.statements += 1
+        return [None] * len(batch)
+
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            async with self._engine.begin() as connection:
-                results = await self._execute(connection, batch)
+            if self._sync_engine is not None and all(pending.write is None for pending in batch):
+                results = await asyncio.to_thread(self._execute_sync, batch)
+            else:
+                async with self._engine.begin() as connection:
+                    results = await self._execute(connection, batch)
         except Exception as error:
             if len(batch) == 1:
                 if not batch[0].future.done():

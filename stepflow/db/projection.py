@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stepflow.db import telemetry
-from stepflow.db.engine import create_engine, create_schema
+from stepflow.db.engine import create_engine, create_schema, sqlite_writer_engine
 from stepflow.db.group_commit import GroupCommitter, RowStatement
 from stepflow.db.queries import filtered_executions, row_to_info
 from stepflow.db.schema import executions, tools
@@ -64,9 +64,10 @@ class _Started:
 class Projection:
     """The executions / tools tables, read and written idempotently."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 500) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 500, sync_engine: Engine | None = None) -> None:
         self.engine = engine
-        self.committer = GroupCommitter(engine, max_batch=max_batch)
+        self._sync_engine = sync_engine
+        self.committer = GroupCommitter(engine, max_batch=max_batch, sync_engine=sync_engine)
         self.spool = WriteSpool()
         self._started: OrderedDict[str, _Started] = OrderedDict()
 
@@ -80,13 +81,15 @@ class Projection:
             except DB_ERRORS as exc:
                 await engine.dispose()
                 raise DatabaseError(f"cannot prepare the projection database {url!r}: {exc}") from exc
-        return cls(engine, max_batch=max_batch)
+        return cls(engine, max_batch=max_batch, sync_engine=sqlite_writer_engine(url))
 
     async def close(self, *, spool_timeout: float = 10.0) -> None:
         """Let spooled writes land (up to ``spool_timeout`` s), finish queued writes, release connections."""
         await self.spool.close(grace_s=spool_timeout)
         await self.committer.close()
         await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
     async def _write(self, write: Any) -> Any:
         try:

