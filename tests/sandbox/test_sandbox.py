@@ -183,7 +183,8 @@ async def test_a_missing_program_is_reported():
 async def test_the_worker_directory_is_hidden_and_the_working_directory_is_capped():
     code = f"""
 import os
-print(os.path.exists("/usr/bin/python3"), os.path.exists("{os.getcwd()}/pyproject.toml"), os.listdir("{os.getcwd()}"))
+cwd = "{os.getcwd()}"  # hidden: an empty tmpfs, or gone when it lies under /tmp (replaced by the workdir)
+print(os.path.exists("/usr/bin/python3"), os.path.exists(cwd + "/pyproject.toml"), os.listdir(cwd) if os.path.isdir(cwd) else [])
 """
     result, error = await run_py(code)
     assert error is None and result.stdout == b"True False []\n", result
