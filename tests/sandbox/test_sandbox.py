@@ -184,7 +184,8 @@ async def test_the_worker_directory_is_hidden_and_the_working_directory_is_cappe
     code = f"""
 import os
 cwd = "{os.getcwd()}"  # hidden: an empty tmpfs, or gone when it lies under /tmp (replaced by the workdir)
-print(os.path.exists("/usr/bin/python3"), os.path.exists(cwd + "/pyproject.toml"), os.listdir(cwd) if os.path.isdir(cwd) else [])
+listing = os.listdir(cwd) if os.path.isdir(cwd) else []
+print(os.path.exists("/usr/bin/python3"), os.path.exists(cwd + "/pyproject.toml"), listing)
 """
     result, error = await run_py(code)
     assert error is None and result.stdout == b"True False []\n", result
