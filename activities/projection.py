@@ -59,6 +59,7 @@ class ProjectionActivities:
         try:
             parameters = definition.validate_parameters(request.parameters)
             self._check_limits(request.options.resource_limits)
+            definition.check_resource_limits(request.options.resource_limits)
         except (InvalidParameters, ResourceLimitExceeded) as problem:
             invalid = ErrorInfo(type=problem.kind, message=problem.message)
         level, message = (

@@ -12,10 +12,12 @@ cancel restricts it to that tenant's executions: another tenant's execution is P
 
 from __future__ import annotations
 
+import time
 import uuid
 from types import TracebackType
 from typing import Any
 
+import structlog
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import (
     Client,
@@ -44,6 +46,7 @@ from stepflow.errors import (
     InternalError,
     InvalidParameters,
     PermissionDenied,
+    ResourceLimitExceeded,
     ToolNotFound,
     from_failure,
 )
@@ -64,10 +67,13 @@ from stepflow.models import (
     ToolExecutionInput,
     WorkflowRuntimeOptions,
 )
-from stepflow.monitoring import SqlMonitoring
+from stepflow.monitoring import SqlMonitoring, queue_length
 from stepflow.temporal import connect
 from workflows import ToolExecutionWorkflow
 
+log = structlog.get_logger(__name__)
+
+BACKLOG_CHECK_INTERVAL = 1.0  # seconds between two reads of the task queue's backlog (admission control)
 _EXECUTION_NAMESPACE = uuid.UUID("5b0f3c1e-2d7a-4c1b-9a43-7f1f0d6a1c55")
 
 _CLOSED_STATUS = {
@@ -116,6 +122,7 @@ class Executor:
         self.projection = projection
         self.settings = settings
         self.monitoring = SqlMonitoring(projection, client, settings.temporal.task_queue)
+        self._backlog_checked_at = -BACKLOG_CHECK_INTERVAL
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Executor:
@@ -151,6 +158,7 @@ class Executor:
     async def execute_tool_async(self, request: ExecutionRequest) -> str:
         """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
         await self._check_tool(request)
+        await self._admit()
         context = request.context
         if not context.request_id:
             context = context.model_copy(update={"request_id": str(uuid.uuid4())})
@@ -299,6 +307,31 @@ class Executor:
             heartbeat_timeout=executor.heartbeat_timeout_delta,
             cancel_grace=executor.cancel_grace_delta,
         )
+
+    async def _admit(self) -> None:
+        """Refuse new executions while the task queue's backlog is at STEPFLOW_SCHEDULER_QUEUE_SIZE.
+
+        Temporal's own backlog statistics are the queue length; they are read at most once a second.
+        """
+        limit = self.settings.scheduler.queue_size
+        now = time.monotonic()
+        if limit == 0 or now - self._backlog_checked_at < BACKLOG_CHECK_INTERVAL:
+            return
+        try:
+            backlog = await queue_length(self.client, self.settings.temporal.task_queue)
+        except InternalError as error:
+            cause = error.__cause__
+            if isinstance(cause, RPCError) and cause.status == RPCStatusCode.UNIMPLEMENTED:
+                log.warning("admission control off: this Temporal server reports no task-queue backlog")
+                self._backlog_checked_at = float("inf")  # never ask again
+                return
+            raise
+        if backlog >= limit:
+            raise ResourceLimitExceeded(
+                f"the task queue {self.settings.temporal.task_queue!r} has {backlog} tasks waiting for a worker, at "
+                f"or above STEPFLOW_SCHEDULER_QUEUE_SIZE={limit}; retry later, start more workers or raise the limit"
+            )
+        self._backlog_checked_at = now
 
     async def _check_tool(self, request: ExecutionRequest) -> None:
         row = await self.projection.get_tool(request.tool_id)

@@ -13,8 +13,8 @@ STEPFLOW_EXECUTOR_MAX_CONCURRENT_EXECUTIONS  worker slots for tool activities (a
 STEPFLOW_EXECUTOR_DEFAULT_TIMEOUT         per-attempt timeout when a request gives none (s)
 STEPFLOW_EXECUTOR_MAX_RETRY_COUNT         cap on a request's ``retry_count``
 STEPFLOW_EXECUTOR_RETRY_DELAY             retry delay when a request gives none (ms)
-STEPFLOW_SCHEDULER_QUEUE_SIZE             admission limit: new executions are refused while the task
-                                          queue's backlog is at least this long (0 = no limit)
+STEPFLOW_SCHEDULER_QUEUE_SIZE             admission limit: new executions are refused (ResourceLimitExceeded)
+                                          while the task queue's backlog is at least this long (0 = no limit)
 STEPFLOW_SCHEDULER_WORKER_COUNT           pollers per task queue kind
 STEPFLOW_SCHEDULER_ENABLE_PRIORITY_QUEUE  send ``priority_key`` with each execution
 STEPFLOW_SCHEDULER_ENABLE_FAIR_SCHEDULING send the tenant as ``fairness_key``
