@@ -60,11 +60,11 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def make_settings(data_dir: Path, *, database_url: str | None = None, **executor: Any) -> Settings:
-    """Settings for a test: its own data dir, database and task queue; fast heartbeats."""
+    """Settings for a test: its own data dir, database and task queue; a heartbeat timeout a loaded machine meets."""
     return load_settings(
         data_dir=data_dir,
         database_url=database_url,
-        executor=ExecutorSettings(**{"heartbeat_timeout": 2, "cancel_grace": 1, **executor}),
+        executor=ExecutorSettings(**{"heartbeat_timeout": 5, "cancel_grace": 1, **executor}),
         temporal=TemporalSettings(task_queue=f"test-{uuid.uuid4().hex[:12]}"),
     )
 
