@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import stepflow.tools
 from activities.projection import ProjectionActivities
@@ -25,6 +26,13 @@ from stepflow.tools.loader import load_tool_file
 from workflows import ToolExecutionWorkflow
 
 log = structlog.get_logger(__name__)
+
+# The sandbox re-imports a workflow's modules for every workflow it starts unless they are passed through.
+# Ours hold deterministic code and immutable constants only (no state shared between runs), so they are
+# imported once per worker; the sandbox still guards the workflow code against non-deterministic calls.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "stepflow", "activities")
+)
 
 BUILTIN_TOOL_MODULES = ("stepflow.tools.builtin",)
 BUILTIN_TOOL_FILES = tuple(
@@ -81,6 +89,7 @@ def build_worker(
         workflow_task_poller_behavior=pollers,
         activity_task_poller_behavior=pollers,
         graceful_shutdown_timeout=timedelta(seconds=executor.cancel_grace + 5),
+        workflow_runner=WORKFLOW_RUNNER,
     )
 
 
