@@ -110,6 +110,19 @@ class ToolDefinition:
 ToolFunction = Callable[[Any, ToolContext], Awaitable[Any]]
 
 
+def validate_with_model(model: type[BaseModel], parameters: JsonDict, what: str) -> JsonDict:
+    """``parameters`` checked by a pydantic model and normalised to JSON, or InvalidParameters naming ``what``."""
+    try:
+        return model.model_validate(parameters).model_dump(mode="json")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidParameters(
+            f"parameters for {what} are invalid: {problems}. See `stepflow tools --json` for its parameter schema."
+        ) from None
+
+
 @dataclass(frozen=True)
 class PythonTool(ToolDefinition):
     """A tool implemented by an async Python function taking a pydantic model and a ToolContext."""
@@ -122,16 +135,7 @@ class PythonTool(ToolDefinition):
         return self.input_model.model_json_schema()
 
     def validate_parameters(self, parameters: JsonDict) -> JsonDict:
-        try:
-            return self.input_model.model_validate(parameters).model_dump(mode="json")
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-            )
-            raise InvalidParameters(
-                f"parameters for tool {self.id!r} {self.version} are invalid: {problems}. "
-                f"See `stepflow tools --json` for its parameter schema."
-            ) from None
+        return validate_with_model(self.input_model, parameters, f"tool {self.id!r} {self.version}")
 
     def check_resource_limits(self, limits: ResourceLimits) -> None:
         """Python tools run inside the worker process, where no per-execution limit can hold: refuse them."""

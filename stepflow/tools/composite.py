@@ -42,9 +42,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from stepflow.errors import ConfigError, ExecutorError, InvalidParameters
+from stepflow.errors import ConfigError, ExecutorError
 from stepflow.models import CompositePlan, CompositeStep, FailurePolicy, JsonDict, Priority
-from stepflow.registry import ToolDefinition, ToolRegistry
+from stepflow.registry import ToolDefinition, ToolRegistry, validate_with_model
 from stepflow.tools.references import BadReference, find_references
 
 _PARAMETER_TYPES: dict[str, Any] = {
@@ -80,15 +80,7 @@ class CompositeTool(ToolDefinition):
         return self.input_model.model_json_schema()
 
     def validate_parameters(self, parameters: JsonDict) -> JsonDict:
-        try:
-            return self.input_model.model_validate(parameters).model_dump(mode="json")
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-            )
-            raise InvalidParameters(
-                f"parameters for composite tool {self.id!r} {self.version} are invalid: {problems}"
-            ) from None
+        return validate_with_model(self.input_model, parameters, f"composite tool {self.id!r} {self.version}")
 
     def where(self, step: str | None = None) -> str:
         """``tool file F, tool 'x', step 'y'``: the prefix of every error about this composite."""
