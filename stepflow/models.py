@@ -155,11 +155,13 @@ class ExecutionTiming(_Model):
 
 
 class ExecutionMetadata(_Model):
-    """What ran and for whom."""
+    """What ran and for whom. (Attempts are in ``execution_metrics`` and in the live progress.)"""
+
+    # results recorded by earlier versions carried an always-zero ``attempts``: read them, drop it
+    model_config = ConfigDict(extra="ignore")
 
     tool_id: str
     version: str | None = None
-    attempts: int = 0
     tenant_id: str = "default"
     user_id: str = "anonymous"
     session_id: str = ""
@@ -275,7 +277,6 @@ class RecordEndInput(_Model):
     output: Any = None
     error: ErrorInfo | None = None
     end_time: datetime
-    attempts: int = 0
 
 
 class FailurePolicy(StrEnum):

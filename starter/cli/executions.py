@@ -76,8 +76,6 @@ def render_result(result: ExecutionResult) -> None:
     table.add_row("status", styled(result.status))
     meta = result.metadata
     table.add_row("tool", f"{meta.tool_id} {meta.version or ''}".strip())
-    if meta.attempts:
-        table.add_row("attempts", str(meta.attempts))
     if result.timing.duration_ms is not None:
         table.add_row("duration", f"{result.timing.duration_ms} ms")
     if result.output is not None:
