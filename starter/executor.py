@@ -30,8 +30,6 @@ from temporalio.common import (
     Priority as TemporalPriority,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -174,23 +172,8 @@ class Executor:
                 task_queue=self.settings.temporal.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.TOOL_ID, request.tool_id),
-                        SearchAttributePair(sa.TENANT_ID, context.tenant_id),
-                        SearchAttributePair(sa.USER_ID, context.user_id),
-                        SearchAttributePair(sa.STATUS, ExecutionStatus.PENDING.value),
-                    ]
-                ),
-                memo={
-                    "tool_id": request.tool_id,
-                    "version": request.version,
-                    "tenant_id": context.tenant_id,
-                    "user_id": context.user_id,
-                    "session_id": context.session_id,
-                    "request_id": context.request_id,
-                    "parent_execution_id": context.parent_execution_id,
-                },
+                search_attributes=sa.for_new_execution(request),
+                memo=sa.memo_for(request),
                 priority=TemporalPriority(
                     priority_key=options.priority.priority_key if scheduler.enable_priority_queue else None,
                     fairness_key=context.tenant_id if scheduler.enable_fair_scheduling else None,

@@ -8,7 +8,9 @@ from __future__ import annotations
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from stepflow.models import ExecutionRequest, ExecutionStatus
 
 TOOL_ID = SearchAttributeKey.for_keyword("StepflowToolId")
 TENANT_ID = SearchAttributeKey.for_keyword("StepflowTenantId")
@@ -30,3 +32,31 @@ async def register(client: Client, namespace: str) -> None:
             search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in ALL_KEYS},
         )
     )
+
+
+def for_new_execution(request: ExecutionRequest) -> TypedSearchAttributes:
+    """The search attributes an execution starts with (by the Executor, or as a composite's step)."""
+    context = request.context
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TOOL_ID, request.tool_id),
+            SearchAttributePair(TENANT_ID, context.tenant_id),
+            SearchAttributePair(USER_ID, context.user_id),
+            SearchAttributePair(STATUS, ExecutionStatus.PENDING.value),
+        ]
+    )
+
+
+def memo_for(request: ExecutionRequest, **extra: str) -> dict[str, str | None]:
+    """The memo an execution starts with: who runs what, read back by ``Executor.get_execution_result``."""
+    context = request.context
+    return {
+        "tool_id": request.tool_id,
+        "version": request.version,
+        "tenant_id": context.tenant_id,
+        "user_id": context.user_id,
+        "session_id": context.session_id,
+        "request_id": context.request_id,
+        "parent_execution_id": context.parent_execution_id,
+        **extra,
+    }

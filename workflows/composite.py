@@ -23,7 +23,6 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority as TemporalPriority
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -237,7 +236,6 @@ class CompositeRunner:
             invalid = InvalidParameters(f"step {step.id!r}: {exc}")
             return StepOutcome(ExecutionStatus.FAILED, error=ErrorInfo(type=invalid.kind, message=invalid.message))
         request = self._child_request(step, child_id, parameters)
-        context = request.context
         info_priority = workflow.info().priority
         try:
             result: ExecutionResult = await workflow.execute_child_workflow(
@@ -247,24 +245,8 @@ class CompositeRunner:
                 result_type=ExecutionResult,
                 parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
                 cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(search_attributes.TOOL_ID, step.tool_id),
-                        SearchAttributePair(search_attributes.TENANT_ID, context.tenant_id),
-                        SearchAttributePair(search_attributes.USER_ID, context.user_id),
-                        SearchAttributePair(search_attributes.STATUS, ExecutionStatus.PENDING.value),
-                    ]
-                ),
-                memo={
-                    "tool_id": step.tool_id,
-                    "version": step.version,
-                    "tenant_id": context.tenant_id,
-                    "user_id": context.user_id,
-                    "session_id": context.session_id,
-                    "request_id": context.request_id,
-                    "parent_execution_id": context.parent_execution_id,
-                    "step_id": step.id,
-                },
+                search_attributes=search_attributes.for_new_execution(request),
+                memo=search_attributes.memo_for(request, step_id=step.id),
                 priority=TemporalPriority(
                     priority_key=step.priority.priority_key if step.priority else info_priority.priority_key,
                     fairness_key=info_priority.fairness_key,
