@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from stepflow.errors import InternalError, InvalidParameters, ResourceLimitExceeded, ToolNotFound
+from stepflow.errors import ConfigError, InternalError, InvalidParameters, ResourceLimitExceeded, ToolNotFound
 from stepflow.models import ExecutionContext, JsonDict, ResourceLimits, ToolInfo
 
 _TOOL_ATTRIBUTE = "__stepflow_tool__"
@@ -198,7 +198,13 @@ class ToolRegistry:
 
     def load_module(self, module_name: str) -> list[ToolDefinition]:
         """Import a module and register every tool function marked with :func:`tool` in it."""
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(
+                f"tool module {module_name!r} (STEPFLOW_TOOL_MODULES) cannot be imported: {exc}; "
+                "name a module importable by the worker's Python, e.g. mypackage.tools"
+            ) from None
         found = [
             getattr(value, _TOOL_ATTRIBUTE)
             for value in vars(module).values()

@@ -118,5 +118,5 @@ def test_tool_modules_are_comma_separated_and_loaded_by_the_worker(monkeypatch: 
 
 def test_an_unknown_tool_module_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STEPFLOW_TOOL_MODULES", "no_such_package.tools")
-    with pytest.raises(ModuleNotFoundError, match="no_such_package"):
+    with pytest.raises(ConfigError, match=r"'no_such_package\.tools' \(STEPFLOW_TOOL_MODULES\) cannot be imported"):
         build_registry(load_settings())
