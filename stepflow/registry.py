@@ -186,7 +186,7 @@ class ToolRegistry:
     """All tools a worker can run, by id and version."""
 
     def __init__(self, tools: Iterable[ToolDefinition] = ()) -> None:
-        self._tools: dict[str, dict[str, ToolDefinition]] = {}
+        self._tools: dict[str, dict[str, ToolDefinition]] = {}  # each id's versions kept in version order
         for definition in tools:
             self.register(definition)
 
@@ -195,6 +195,7 @@ class ToolRegistry:
         if definition.version in versions and versions[definition.version] != definition:
             raise ValueError(f"tool {definition.id!r} version {definition.version} is registered twice")
         versions[definition.version] = definition
+        self._tools[definition.id] = {version: versions[version] for version in sorted(versions, key=_version_key)}
 
     def load_module(self, module_name: str) -> list[ToolDefinition]:
         """Import a module and register every tool function marked with :func:`tool` in it."""
@@ -221,18 +222,14 @@ class ToolRegistry:
             known = ", ".join(sorted(self._tools)) or "none"
             raise ToolNotFound(f"unknown tool {tool_id!r}; registered tools: {known}")
         if version is None:
-            return versions[max(versions, key=_version_key)]
+            return next(reversed(versions.values()))
         if version not in versions:
-            known = ", ".join(sorted(versions, key=_version_key))
+            known = ", ".join(versions)
             raise ToolNotFound(f"tool {tool_id!r} has no version {version!r}; versions: {known}")
         return versions[version]
 
     def all(self) -> list[ToolDefinition]:
-        return [
-            self._tools[tool_id][version]
-            for tool_id in sorted(self._tools)
-            for version in sorted(self._tools[tool_id], key=_version_key)
-        ]
+        return [definition for tool_id in sorted(self._tools) for definition in self._tools[tool_id].values()]
 
     def __len__(self) -> int:
         return sum(len(versions) for versions in self._tools.values())
