@@ -12,6 +12,7 @@ cancel restricts it to that tenant's executions: another tenant's execution is P
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from types import TracebackType
@@ -120,7 +121,9 @@ class Executor:
         self.projection = projection
         self.settings = settings
         self.monitoring = SqlMonitoring(projection, client, settings.temporal.task_queue)
-        self._backlog_checked_at = -BACKLOG_CHECK_INTERVAL
+        self._backlog = 0
+        self._backlog_read_at = -BACKLOG_CHECK_INTERVAL
+        self._backlog_lock = asyncio.Lock()
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Executor:
@@ -294,27 +297,34 @@ class Executor:
     async def _admit(self) -> None:
         """Refuse new executions while the task queue's backlog is at STEPFLOW_SCHEDULER_QUEUE_SIZE.
 
-        Temporal's own backlog statistics are the queue length; they are read at most once a second.
+        Temporal's own backlog statistics are the queue length. They are read at most once a second, and
+        concurrent starts share that one reading (a burst of starts must not become a burst of RPCs).
         """
         limit = self.settings.scheduler.queue_size
-        now = time.monotonic()
-        if limit == 0 or now - self._backlog_checked_at < BACKLOG_CHECK_INTERVAL:
+        if limit == 0:
             return
+        if time.monotonic() - self._backlog_read_at >= BACKLOG_CHECK_INTERVAL:
+            async with self._backlog_lock:
+                if time.monotonic() - self._backlog_read_at >= BACKLOG_CHECK_INTERVAL:
+                    await self._read_backlog()
+        if self._backlog >= limit:
+            raise ResourceLimitExceeded(
+                f"the task queue {self.settings.temporal.task_queue!r} has {self._backlog} tasks waiting for a "
+                f"worker, at or above STEPFLOW_SCHEDULER_QUEUE_SIZE={limit}; retry later, start more workers or "
+                "raise the limit"
+            )
+
+    async def _read_backlog(self) -> None:
         try:
-            backlog = await queue_length(self.client, self.settings.temporal.task_queue)
+            self._backlog = await queue_length(self.client, self.settings.temporal.task_queue)
         except InternalError as error:
             cause = error.__cause__
             if isinstance(cause, RPCError) and cause.status == RPCStatusCode.UNIMPLEMENTED:
                 log.warning("admission control off: this Temporal server reports no task-queue backlog")
-                self._backlog_checked_at = float("inf")  # never ask again
+                self._backlog, self._backlog_read_at = 0, float("inf")  # never ask again
                 return
             raise
-        if backlog >= limit:
-            raise ResourceLimitExceeded(
-                f"the task queue {self.settings.temporal.task_queue!r} has {backlog} tasks waiting for a worker, at "
-                f"or above STEPFLOW_SCHEDULER_QUEUE_SIZE={limit}; retry later, start more workers or raise the limit"
-            )
-        self._backlog_checked_at = now
+        self._backlog_read_at = time.monotonic()
 
     async def _check_tool(self, request: ExecutionRequest) -> None:
         row = await self.projection.get_tool(request.tool_id)
