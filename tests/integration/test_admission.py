@@ -10,6 +10,7 @@ import pytest
 from stepflow.config import SchedulerSettings
 from stepflow.errors import ResourceLimitExceeded
 from stepflow.models import ExecutionRequest
+from stepflow.monitoring import queue_length
 from tests.conftest import executor_for, running_worker
 from worker.build import build_registry
 
@@ -47,17 +48,14 @@ async def test_a_full_backlog_refuses_new_executions_with_a_clear_error(dev_env,
 
 async def test_a_burst_of_starts_shares_one_backlog_reading(dev_env, settings, monkeypatch):
     """200 concurrent starts read the backlog once, not 200 times (which the server would rate-limit)."""
-    from starter import executor as executor_module
-
     readings = 0
-    real_queue_length = executor_module.queue_length
 
     async def counted(*args: object, **kwargs: object) -> int:
         nonlocal readings
         readings += 1
-        return await real_queue_length(*args, **kwargs)  # type: ignore[arg-type]
+        return await queue_length(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(executor_module, "queue_length", counted)
+    monkeypatch.setattr("starter.executor.queue_length", counted)
     async with executor_for(dev_env, settings) as executor, running_worker(dev_env, settings):
         ids = await asyncio.gather(
             *(executor.execute_tool_async(ExecutionRequest(tool_id="echo", parameters={"i": i})) for i in range(200))
