@@ -12,26 +12,20 @@ metrics (see :meth:`~stepflow.db.projection.Projection.finish_execution`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+import structlog
+from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
 from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION
+from activities.validation import check_request
 from stepflow.config import ExecutorSettings
 from stepflow.db.projection import Projection
-from stepflow.errors import ExecutorError, InvalidParameters, ResourceLimitExceeded, to_application_error
-from stepflow.models import (
-    ErrorInfo,
-    ExecutionStatus,
-    LogEntry,
-    LogLevel,
-    PreparedExecution,
-    RecordEndInput,
-    RecordStartInput,
-    ResourceLimits,
-)
+from stepflow.errors import DatabaseError, ExecutorError, to_application_error
+from stepflow.models import ExecutionStatus, PreparedExecution, RecordEndInput, RecordStartInput
 from stepflow.registry import ToolRegistry
 from stepflow.tools.composite import CompositeTool
+
+log = structlog.get_logger(__name__)
 
 
 class ProjectionActivities:
@@ -50,63 +44,61 @@ class ProjectionActivities:
         """
         request = start.request
         try:
-            definition = self._registry.resolve(request.tool_id, request.version)
+            checked = check_request(self._registry, self._executor, start.execution_id, request)
         except ExecutorError as error:
             raise to_application_error(error) from None
+        definition = checked.definition
         plan = definition.plan if isinstance(definition, CompositeTool) else None
-        invalid: ErrorInfo | None = None
-        parameters: dict[str, object] = {}
-        try:
-            parameters = definition.validate_parameters(request.parameters)
-            self._check_limits(request.options.resource_limits)
-            definition.check_resource_limits(request.options.resource_limits)
-        except (InvalidParameters, ResourceLimitExceeded) as problem:
-            invalid = ErrorInfo(type=problem.kind, message=problem.message)
-        level, message = (
-            (LogLevel.INFO, "validated")
-            if invalid is None
-            else (LogLevel.ERROR, f"validation failed: {invalid.message}")
-        )
-        line = None
-        if level.rank >= request.options.logging_level.rank:
-            line = LogEntry(
-                execution_id=start.execution_id,
-                level=level,
-                message=message,
-                timestamp=datetime.now(UTC),
-                metadata={"seq": "prepare", "tool_id": definition.id, "version": definition.version, "attempt": 0},
-            )
         await self._projection.insert_execution(
             start.execution_id,
             request,
             version=definition.version,
             start_time=start.start_time,
             # a composite runs no run_tool activity that would mark it running: it runs from the start
-            status=ExecutionStatus.RUNNING if plan is not None and invalid is None else ExecutionStatus.PENDING,
-            log=line,
+            status=ExecutionStatus.RUNNING if plan is not None and checked.invalid is None else ExecutionStatus.PENDING,
+            log=checked.line,
         )
         return PreparedExecution(
-            version=definition.version, kind=definition.kind, parameters=parameters, error=invalid, plan=plan
+            version=definition.version,
+            kind=definition.kind,
+            parameters=checked.parameters,
+            error=checked.invalid,
+            plan=plan,
         )
 
-    def _check_limits(self, limits: ResourceLimits) -> None:
-        caps = {
-            "memory_mb": self._executor.max_memory_mb,
-            "cpu_seconds": self._executor.max_cpu_seconds,
-            "max_processes": self._executor.max_processes,
-            "max_output_bytes": self._executor.max_output_bytes,
-        }
-        for name, cap in caps.items():
-            value = getattr(limits, name)
-            if value is not None and value > cap:
-                raise ResourceLimitExceeded(
-                    f"resource_limits.{name}={value} is above this engine's maximum of {cap}; ask for less "
-                    f"or raise STEPFLOW_EXECUTOR_MAX_{name.upper().removeprefix('MAX_')}"
-                )
-
     @activity.defn(name=FINISH_EXECUTION)
-    async def finish_execution(self, end: RecordEndInput) -> None:
-        """Write the terminal status, output, error, end time and duration (once)."""
+    async def finish_execution(self, end: RecordEndInput) -> str | None:
+        """Write the terminal status, output, error, end time and duration (once).
+
+        With ``end.start`` (the one-activity path, whose activity may have failed before writing the row) the
+        row is inserted first if it is missing, and the version on the row is returned: it goes into the
+        history with this activity's result, where ``projection rebuild`` finds it.
+        """
+        if end.start is not None and not await self._insert_if_missing(end.execution_id, end.start):
+            return None
         await self._projection.finish_execution(
             end.execution_id, status=end.status, end_time=end.end_time, output=end.output, error=end.error
         )
+        if end.start is None:
+            return None
+        row = await self._projection.get_execution(end.execution_id)
+        return None if row is None else str(row.version)
+
+    async def _insert_if_missing(self, execution_id: str, start: RecordStartInput) -> bool:
+        """Insert the row unless it exists; False if it cannot exist (the tools table lacks its tool)."""
+        version = start.request.version
+        if version is None:
+            try:
+                version = self._registry.resolve(start.request.tool_id).version
+            except ExecutorError:
+                version = "unknown"
+        try:
+            await self._projection.insert_execution(
+                execution_id, start.request, version=version, start_time=start.start_time
+            )
+        except DatabaseError as error:
+            if isinstance(error.__cause__, IntegrityError):
+                log.warning("execution not recorded: its tool is unknown", execution_id=execution_id)
+                return False
+            raise
+        return True

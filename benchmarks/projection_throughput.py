@@ -1,15 +1,20 @@
 """Benchmark: what the SQL projection costs next to Temporal itself, and what group commit buys.
 
-Run: ``.venv/bin/python -m benchmarks.projection_throughput [--executions 300] [--rows 5000]``
+Run: ``.venv/bin/python -m benchmarks.projection_throughput [--executions 300] [--rounds 3] [--rows 5000]``
 
 On one dev server, in one run:
 
 (a) executions/sec of a bare Temporal workflow with one trivial activity;
-(b) executions/sec of ``echo`` through the full product (Executor, ToolExecutionWorkflow with its two local
-    projection activities, run_tool with its log lines and metrics) on a SQLite projection;
+(b) executions/sec of ``echo`` through the full product (Executor, ToolExecutionWorkflow, its
+    ``run_and_record`` activity with the tool's log lines, metrics and the executions row) on a SQLite
+    projection;
 
-both with the same worker settings (slots, pollers), N executions started at once, and their ratio; then the
-projection writer alone: rows/sec with group commit (one transaction per batch) versus one transaction per row.
+both with the same worker settings (slots, pollers), N executions started at once. They run side by side in
+rounds, (a) then (b), then (b) then (a), and so on, so that the machine's drift (other processes, the dev
+server's growing in-memory store) falls on both alike; the ratio is the median of the rounds' ratios. Each
+run also reports the CPU time per execution of this process (client and worker) and of the dev server.
+Then the projection writer alone: rows/sec with group commit (one transaction per batch) versus one
+transaction per row.
 """
 
 from __future__ import annotations
@@ -17,10 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import compileall
+import os
+import resource
+import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +44,7 @@ from stepflow import search_attributes
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
 from stepflow.converter import DATA_CONVERTER
 from stepflow.db.projection import Projection
+from stepflow.logging import configure_logging
 from stepflow.models import ExecutionFilter, ExecutionRequest, LogEntry, LogLevel, ToolInfo
 from worker.build import build_registry, build_worker
 
@@ -145,10 +156,50 @@ def compile_sources() -> None:
         compileall.compile_dir(root / package, quiet=1)
 
 
+@dataclass(frozen=True)
+class Run:
+    """One measured run: throughput and CPU milliseconds per execution (this process; the dev server)."""
+
+    rate: float
+    own_cpu_ms: float
+    server_cpu_ms: float
+
+    def __str__(self) -> str:
+        return f"{self.rate:6.1f} executions/s, CPU {self.own_cpu_ms:4.1f} + {self.server_cpu_ms:4.1f} ms/execution"
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _children_cpu() -> float:
+    """CPU seconds used so far by this process's children (the dev server), from /proc."""
+    total, me, tick = 0.0, os.getpid(), os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
+async def measured(run: Callable[[], Awaitable[float]], n: int) -> Run:
+    own, server = _own_cpu(), _children_cpu()
+    rate = await run()
+    return Run(rate, (_own_cpu() - own) / n * 1000, (_children_cpu() - server) / n * 1000)
+
+
 async def main() -> None:
     compile_sources()
+    configure_logging()  # as `stepflow worker` does: the tool's lines go to stderr too (JSON unless a TTY)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executions", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, help="(a)/(b) pairs, alternating which runs first.")
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--only", choices=["product", "bare", "writer"], default=None, help="Run one part (profiling).")
     args = parser.parse_args()
@@ -163,18 +214,28 @@ async def main() -> None:
         dev_server_extra_args=["--dynamic-config-value", "frontend.workerHeartbeatsEnabled=false"],
     )
     try:
-        n = args.executions
+        n, client = args.executions, env.client
+
+        async def run_bare() -> float:
+            return await bare(client, n, data_dir)
+
+        async def run_product() -> float:
+            return (await product(client, n, data_dir))[0]
+
         if args.only == "product":
-            print(f"product: {(await product(env.client, n, data_dir))[0]:.1f}/s")
+            print(f"product: {await measured(run_product, n)}")
             return
-        await bare(env.client, 20, data_dir)  # warm up the server
-        bare_rate = await bare(env.client, n, data_dir)
-        product_rate, transactions = await product(env.client, n, data_dir)
-        bare_again = await bare(env.client, n, data_dir)
-        baseline = (bare_rate + bare_again) / 2
-        print(f"(a) bare workflow + 1 activity : {bare_rate:7.1f} then {bare_again:7.1f} executions/s ({n} each)")
-        print(f"(b) echo, full product, SQLite : {product_rate:7.1f} executions/s ({transactions} transactions)")
-        print(f"    ratio (b)/(a)              : {product_rate / baseline:7.2f}")
+        await bare(client, 20, data_dir)  # warm up the server
+        ratios = []
+        for round_ in range(1, args.rounds + 1):
+            if round_ % 2:
+                a, b = await measured(run_bare, n), await measured(run_product, n)
+            else:
+                b, a = await measured(run_product, n), await measured(run_bare, n)
+            ratios.append(b.rate / a.rate)
+            print(f"round {round_}: (a) bare {a}")
+            print(f"         (b) echo {b}   (b)/(a) {b.rate / a.rate:.2f}")
+        print(f"(b)/(a), median of {args.rounds} rounds of {n} executions each: {statistics.median(ratios):.2f}")
     finally:
         await env.shutdown()
     batched = await writer(args.rows, 500, data_dir)

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+from sqlalchemy.engine import Row
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import (
     Client,
@@ -73,6 +74,7 @@ from workflows import ToolExecutionWorkflow
 log = structlog.get_logger(__name__)
 
 BACKLOG_CHECK_INTERVAL = 1.0  # seconds between two reads of the task queue's backlog (admission control)
+TOOL_CACHE_SECONDS = 5.0  # how long a tool found in the tools table is taken as known without reading it again
 _EXECUTION_NAMESPACE = uuid.UUID("5b0f3c1e-2d7a-4c1b-9a43-7f1f0d6a1c55")
 
 _CLOSED_STATUS = {
@@ -124,6 +126,7 @@ class Executor:
         self._backlog = 0
         self._backlog_read_at = -BACKLOG_CHECK_INTERVAL
         self._backlog_lock = asyncio.Lock()
+        self._tools: dict[str, tuple[float, Row[Any]]] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Executor:
@@ -158,7 +161,7 @@ class Executor:
 
     async def execute_tool_async(self, request: ExecutionRequest) -> str:
         """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
-        await self._check_tool(request)
+        kind = await self._check_tool(request)
         await self._admit()
         context = request.context
         if not context.request_id:
@@ -170,7 +173,7 @@ class Executor:
         try:
             await self.client.start_workflow(
                 ToolExecutionWorkflow.run,
-                ToolExecutionInput(execution_id=execution_id, request=request, runtime=self._runtime()),
+                ToolExecutionInput(execution_id=execution_id, request=request, runtime=self._runtime(), kind=kind),
                 id=execution_id,
                 task_queue=self.settings.temporal.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -326,17 +329,30 @@ class Executor:
             raise
         self._backlog_read_at = time.monotonic()
 
-    async def _check_tool(self, request: ExecutionRequest) -> None:
+    async def _check_tool(self, request: ExecutionRequest) -> str:
+        """ToolNotFound unless the tools table lists the tool (and the version asked for); else its kind.
+
+        A tool found is remembered for TOOL_CACHE_SECONDS (tools are only ever added), so a burst of starts
+        does not read the same row each time; a tool or version not found is always looked up afresh.
+        """
+        found_at, known = self._tools.get(request.tool_id, (-TOOL_CACHE_SECONDS, None))
+        fresh = time.monotonic() - found_at < TOOL_CACHE_SECONDS
+        if known is not None and fresh and (request.version is None or request.version in known.versions):
+            kind: str = known.kind
+            return kind
         row = await self.projection.get_tool(request.tool_id)
         if row is None:
             raise ToolNotFound(
                 f"unknown tool {request.tool_id!r}; `stepflow tools` lists the registered ones "
                 "(a tool is registered when a worker that has it starts)"
             )
+        self._tools[request.tool_id] = (time.monotonic(), row)
         if request.version is not None and request.version not in row.versions:
             raise ToolNotFound(
                 f"tool {request.tool_id!r} has no version {request.version!r}; versions: {', '.join(row.versions)}"
             )
+        kind = row.kind
+        return kind
 
     async def _describe(self, execution_id: str, tenant_id: str | None) -> WorkflowExecutionDescription | None:
         try:

@@ -17,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
 from stepflow import search_attributes as sa
@@ -125,13 +127,7 @@ async def load_record(client: Client, execution: WorkflowExecution) -> TemporalR
             payloads = event.workflow_execution_started_event_attributes.input.payloads
             [record.job] = await converter.decode(payloads, [ToolExecutionInput])
         elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and record.version is None:
-            details = event.marker_recorded_event_attributes.details
-            if "result" in details and details["result"].payloads:
-                try:
-                    [prepared] = await converter.decode(details["result"].payloads, [PreparedExecution])
-                    record.version = prepared.version
-                except Exception:  # another local activity's marker, not the prepare result
-                    pass
+            record.version = await _marker_version(converter, event)
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             payloads = event.workflow_execution_completed_event_attributes.result.payloads
             [record.result] = await converter.decode(payloads, [ExecutionResult])
@@ -143,6 +139,24 @@ async def load_record(client: Client, execution: WorkflowExecution) -> TemporalR
     if record.result is not None and record.result.metadata.version:
         record.version = record.result.metadata.version
     return record
+
+
+_MARKER_RESULT: Any = PreparedExecution | str | None  # what our local activities return (a type hint)
+
+
+async def _marker_version(converter: DataConverter, event: HistoryEvent) -> str | None:
+    """The version a local activity's result names: prepare_execution's PreparedExecution, or the version
+    finish_execution returns on the one-activity path; None for any other marker."""
+    details = event.marker_recorded_event_attributes.details
+    if "result" not in details or not details["result"].payloads:
+        return None
+    try:
+        [result] = await converter.decode(details["result"].payloads, [_MARKER_RESULT])
+    except Exception:  # not a result of ours
+        return None
+    if isinstance(result, PreparedExecution):
+        return result.version
+    return result if isinstance(result, str) else None
 
 
 def _close(a: datetime | None, b: datetime | None) -> bool:

@@ -245,6 +245,11 @@ class ToolExecutionInput(_Model):
     execution_id: str
     request: ExecutionRequest
     runtime: WorkflowRuntimeOptions
+    kind: str | None = Field(
+        default=None,
+        description="The tool's kind as the starter found it in the tools table. A known kind other than "
+        "composite lets the workflow validate, run and record the execution in one activity (run_and_record).",
+    )
 
 
 class RunToolInput(_Model):
@@ -269,6 +274,29 @@ class RecordStartInput(_Model):
     start_time: datetime
 
 
+class RunAndRecordInput(_Model):
+    """Input of the ``run_and_record`` activity: the whole request, resolved and validated by the activity."""
+
+    execution_id: str
+    request: ExecutionRequest
+    start_time: datetime
+    retry_delay_ms: int = 0
+    max_attempts: int = 1
+
+
+class RecordedRun(_Model):
+    """Result of ``run_and_record``: the tool's output, the version that ran and the recorded end time.
+
+    ``recorded`` is False when the terminal row could not be committed in time (database unavailable): the
+    workflow then records it with ``finish_execution``, which retries until the database is back.
+    """
+
+    version: str
+    output: Any = None
+    end_time: datetime
+    recorded: bool
+
+
 class RecordEndInput(_Model):
     """Input of the activity that writes an execution's terminal state."""
 
@@ -277,6 +305,9 @@ class RecordEndInput(_Model):
     output: Any = None
     error: ErrorInfo | None = None
     end_time: datetime
+    start: RecordStartInput | None = Field(
+        default=None, description="Set on the one-activity path: the row is inserted first if it is missing."
+    )
 
 
 class FailurePolicy(StrEnum):

@@ -69,6 +69,7 @@ def build_worker(
     tools = ToolActivities(
         registry,
         projection,
+        caps=executor,
         heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3)),
         cancel_grace=executor.cancel_grace_delta,
     )
@@ -82,7 +83,12 @@ def build_worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=[ToolExecutionWorkflow],
-        activities=[tools.run_tool, bookkeeping.prepare_execution, bookkeeping.finish_execution],
+        activities=[
+            tools.run_and_record,
+            tools.run_tool,
+            bookkeeping.prepare_execution,
+            bookkeeping.finish_execution,
+        ],
         max_concurrent_activities=executor.max_concurrent_executions,
         max_concurrent_local_activities=executor.max_concurrent_executions,
         max_concurrent_workflow_tasks=max(2, min(executor.max_concurrent_executions, 100)),

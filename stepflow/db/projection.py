@@ -61,6 +61,27 @@ class _Started:
     version: str | None
 
 
+@dataclass(frozen=True)
+class NewExecution:
+    """An ``executions`` row to insert (once: a repeated insert changes nothing)."""
+
+    execution_id: str
+    request: ExecutionRequest
+    version: str
+    start_time: datetime
+    status: ExecutionStatus = ExecutionStatus.PENDING
+
+
+@dataclass(frozen=True)
+class ExecutionEnd:
+    """An execution's terminal state, as written to its row."""
+
+    status: ExecutionStatus
+    end_time: datetime
+    output: Any = None
+    error: ErrorInfo | None = None
+
+
 class Projection:
     """The executions / tools tables, read and written idempotently."""
 
@@ -165,24 +186,30 @@ class Projection:
         log: LogEntry | None = None,
     ) -> None:
         """Insert the execution's row once (and ``log``, its "validated" line); a repeated insert changes nothing."""
+        new = NewExecution(execution_id, request, version=version, start_time=start_time, status=status)
+        await self._write_rows(self._insert_rows(new, [log] if log is not None else []))
+
+    def _insert_rows(self, new: NewExecution, logs: Sequence[LogEntry]) -> list[tuple[RowStatement, list[Any]]]:
+        """The row (inserted once) and its first lines; remembers what finishing it will need."""
+        request = new.request
         row = {
-            "id": execution_id,
+            "id": new.execution_id,
             "tool_id": request.tool_id,
-            "version": version,
-            "status": status.value,
+            "version": new.version,
+            "status": new.status.value,
             "request_data": request.model_dump(mode="json"),
-            "start_time": start_time,
+            "start_time": new.start_time,
             "user_id": request.context.user_id,
             "tenant_id": request.context.tenant_id,
             "session_id": request.context.session_id,
             "parent_execution_id": request.context.parent_execution_id,
         }
-
-        logs = [telemetry.log_row(log)] if log is not None else []
-        await self._write_rows([(telemetry.EXECUTION_INSERT, [row]), (telemetry.LOG_INSERT, logs)])
-        self._started[execution_id] = _Started(start_time, request.options.logging_level, request.tool_id, version)
+        self._started[new.execution_id] = _Started(
+            new.start_time, request.options.logging_level, request.tool_id, new.version
+        )
         while len(self._started) > _STARTED_KEPT:
             self._started.popitem(last=False)
+        return [(telemetry.EXECUTION_INSERT, [row]), (telemetry.LOG_INSERT, [telemetry.log_row(e) for e in logs])]
 
     async def mark_running(self, execution_id: str) -> None:
         """Move a pending execution to running; a no-op for any other status."""
@@ -266,16 +293,23 @@ class Projection:
         error: ErrorInfo | None,
     ) -> None:
         """finish_execution as rows merged with the batch's other finishes (idempotent: keyed lines and metrics)."""
+        end = ExecutionEnd(status, end_time, output=output, error=error)
+        await self._write_rows(self._finish_rows(execution_id, started, end))
+
+    @staticmethod
+    def _finish_rows(execution_id: str, started: _Started, end: ExecutionEnd) -> list[tuple[RowStatement, list[Any]]]:
+        """The terminal update (a no-op on a terminal row), its lifecycle line and its metrics."""
+        status, end_time = end.status, end.end_time
         duration_ms = max(0, int((end_time - started.start_time).total_seconds() * 1000))
         update_row = {
             "finish_id": execution_id,
             "finish_status": status.value,
-            "finish_result": output,
-            "finish_error": None if error is None else f"{error.type}: {error.message}",
+            "finish_result": end.output,
+            "finish_error": None if end.error is None else f"{end.error.type}: {end.error.message}",
             "finish_end": end_time,
             "finish_duration": duration_ms,
         }
-        level, message = telemetry.terminal_event(status, error)
+        level, message = telemetry.terminal_event(status, end.error)
         logs = []
         if level.rank >= started.logging_level.rank:
             metadata = {"seq": "finish", "tool_id": started.tool_id, "version": started.version, "status": status.value}
@@ -285,14 +319,12 @@ class Projection:
             logs.append(telemetry.log_row(entry))
         metrics = [Metric(name="duration_ms", value=duration_ms), Metric(name="attempts", value=0)]
         if status is ExecutionStatus.COMPLETED:
-            metrics.append(Metric(name="output_bytes", value=telemetry.output_size(output)))
-        await self._write_rows(
-            [
-                (telemetry.FINISH_UPDATE, [update_row]),
-                (telemetry.LOG_INSERT, logs),
-                (telemetry.METRIC_UPSERT, telemetry.metric_rows(execution_id, metrics)),
-            ]
-        )
+            metrics.append(Metric(name="output_bytes", value=telemetry.output_size(end.output)))
+        return [
+            (telemetry.FINISH_UPDATE, [update_row]),
+            (telemetry.LOG_INSERT, logs),
+            (telemetry.METRIC_UPSERT, telemetry.metric_rows(execution_id, metrics)),
+        ]
 
     async def restore_execution(
         self,
@@ -345,15 +377,29 @@ class Projection:
         logs: Sequence[LogEntry] = (),
         metrics: Sequence[Metric] = (),
         mark_running: bool = False,
+        new: NewExecution | None = None,
+        end: ExecutionEnd | None = None,
     ) -> None:
-        """Write an attempt's buffered lines and metrics (and the pending -> running move) in one transaction."""
-        await self._write_rows(
-            [
-                (telemetry.MARK_RUNNING, [{"running_id": execution_id}] if mark_running else []),
-                (telemetry.LOG_INSERT, [telemetry.log_row(entry) for entry in logs]),
-                (telemetry.METRIC_UPSERT, telemetry.metric_rows(execution_id, metrics)),
-            ]
-        )
+        """Write an attempt's buffered lines and metrics (and the pending -> running move) in one transaction.
+
+        The one-activity path adds its row (``new``, inserted if missing) and, when the tool completed, its
+        terminal state (``end``), so a quick execution costs the projection a single transaction.
+        """
+        rows: list[tuple[RowStatement, Sequence[dict[str, Any]]]] = []
+        if new is not None:
+            rows += self._insert_rows(new, ())
+        rows += [
+            (telemetry.MARK_RUNNING, [{"running_id": execution_id}] if mark_running else []),
+            (telemetry.LOG_INSERT, [telemetry.log_row(entry) for entry in logs]),
+            (telemetry.METRIC_UPSERT, telemetry.metric_rows(execution_id, metrics)),
+        ]
+        if end is not None:
+            if new is None:
+                raise ValueError("record_attempt writes an end only together with its row (new)")
+            rows += self._finish_rows(execution_id, self._started[execution_id], end)
+        await self._write_rows(rows)
+        if end is not None:
+            self._started.pop(execution_id, None)
 
     async def record_metrics(self, execution_id: str, metrics: Sequence[Metric]) -> None:
         """Upsert metrics of one execution (one value per name)."""

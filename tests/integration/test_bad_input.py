@@ -18,7 +18,7 @@ from temporalio.client import WorkflowFailureError
 from starter.executor import Executor
 from stepflow.config import TemporalSettings
 from stepflow.errors import ExecutorError, InternalError, InvalidParameters, ToolNotFound, from_failure
-from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
+from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus, ToolInfo
 from stepflow.temporal import connect
 from tests.conftest import make_settings
 
@@ -129,3 +129,18 @@ async def test_unreachable_temporal_says_how_to_start_a_server(tmp_path: Any) ->
     settings = make_settings(tmp_path).model_copy(update={"temporal": TemporalSettings(address=address)})
     with pytest.raises(InternalError, match="stepflow server"):
         await Executor.connect(settings)
+
+
+async def test_a_tool_or_version_registered_after_a_miss_is_found_at_once(executor: Executor) -> None:
+    """The Executor remembers tools it found, never tools or versions it did not find."""
+    with pytest.raises(ToolNotFound):
+        await executor.execute_tool_async(ExecutionRequest(tool_id="late-tool"))
+    await executor.execute_tool(ExecutionRequest(tool_id="echo"))  # echo 1.0.0 is now remembered
+    with pytest.raises(ToolNotFound):
+        await executor.execute_tool_async(ExecutionRequest(tool_id="echo", version="2.0.0"))
+    # a worker registering them (what `stepflow worker` does at start-up) makes them known immediately
+    await executor.projection.upsert_tools(
+        [ToolInfo(id="late-tool", version="1.0.0"), ToolInfo(id="echo", version="2.0.0")]
+    )
+    assert await executor.execute_tool_async(ExecutionRequest(tool_id="late-tool"))
+    assert await executor.execute_tool_async(ExecutionRequest(tool_id="echo", version="2.0.0"))

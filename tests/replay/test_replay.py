@@ -7,18 +7,33 @@ history must fail, so the check is known to be able to fail.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from activities.names import RUN_TOOL
+from activities.names import RUN_AND_RECORD, RUN_TOOL
+from stepflow.config import Settings
 from stepflow.converter import DATA_CONVERTER
-from tests.replay.record_histories import ALTERED, PATHS, RENAMED_ACTIVITY, altered_history, history_path
+from stepflow.models import ExecutionRequest, ToolExecutionInput
+from tests.conftest import running_worker
+from tests.replay.record_histories import (
+    ALTERED,
+    FAST_PATHS,
+    FAST_PREFIX,
+    PATHS,
+    RENAMED_ACTIVITY,
+    altered_history,
+    history_path,
+)
+from tests.workflows.timeskip import events, of_type, runtime_for
 from workflows import ToolExecutionWorkflow
 
 # The event that closes each path's history.
@@ -27,6 +42,8 @@ CLOSING_EVENT = {
     "retried_completed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
     "failed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
     "cancelled": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    "timed_out": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    "invalid": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
 }
 
 
@@ -49,8 +66,24 @@ async def test_recorded_path_replays_without_nondeterminism(path: str) -> None:
     assert result.replay_failure is None, f"tool_{path}.json no longer replays: {result.replay_failure}"
 
 
-async def test_retried_history_records_the_third_attempt() -> None:
-    history = load("tool_retried_completed")
+@pytest.mark.parametrize("path", FAST_PATHS)
+async def test_recorded_one_activity_path_replays_without_nondeterminism(path: str) -> None:
+    history = load(f"{FAST_PREFIX}_{path}")
+    assert history.events[-1].event_type == CLOSING_EVENT[path], "the recording covers the whole path"
+    scheduled = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in scheduled] == [RUN_AND_RECORD]
+    markers = [
+        e.marker_recorded_event_attributes for e in history.events if e.HasField("marker_recorded_event_attributes")
+    ]
+    # a completion is recorded by the activity itself; every other end by the finish_execution local activity
+    assert [m.marker_name for m in markers] == ([] if path.endswith("completed") else ["core_local_activity"])
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{FAST_PREFIX}_{path}.json no longer replays: {result.replay_failure}"
+
+
+@pytest.mark.parametrize("prefix", ["tool", FAST_PREFIX])
+async def test_retried_history_records_the_third_attempt(prefix: str) -> None:
+    history = load(f"{prefix}_retried_completed")
     (started,) = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
     assert started.activity_task_started_event_attributes.attempt == 3
 
@@ -71,3 +104,33 @@ def test_committed_altered_history_is_the_completed_one_with_the_activity_rename
     completed = json.loads(Path(history_path("tool_completed")).read_text(encoding="utf-8"))
     committed = json.loads(Path(history_path(ALTERED)).read_text(encoding="utf-8"))
     assert committed == altered_history(completed)
+
+
+@pytest.mark.dev_server
+async def test_an_input_with_an_unknown_field_fails_the_workflow_task_not_the_workflow(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """What makes choosing the path by ``ToolExecutionInput.kind`` safe without ``workflow.patched()``.
+
+    A worker whose models lack a field (here: one no model has) must not run an execution whose input has it,
+    or it would record a path that a newer worker replays differently. The models forbid unknown fields,
+    so the workflow task fails and waits for a worker that knows the field; the workflow itself goes on.
+    (On the dev server: a workflow task failing again and again would stall the time-skipping server's clock.)
+    """
+    job = ToolExecutionInput(
+        execution_id=f"exec-{uuid.uuid4()}", request=ExecutionRequest(tool_id="echo"), runtime=runtime_for(settings)
+    ).model_dump(mode="json") | {"field_from_a_newer_starter": 1}
+    async with running_worker(dev_env, settings):
+        handle = await dev_env.client.start_workflow(
+            "ToolExecutionWorkflow", job, id=job["execution_id"], task_queue=settings.temporal.task_queue
+        )
+        for _ in range(100):
+            if of_type(await events(handle), EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED):
+                break
+            await asyncio.sleep(0.05)
+        history = await events(handle)
+        assert of_type(history, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+        assert not of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+        assert not of_type(history, EventType.EVENT_TYPE_MARKER_RECORDED)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        await handle.terminate("probe done")

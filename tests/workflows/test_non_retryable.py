@@ -76,8 +76,13 @@ async def test_invalid_request_fails_before_the_tool_runs(
             await executor.execute_tool(request_)
         (info,) = await executor.list_executions()
         history = await events(time_skipping_env.client.get_workflow_handle(info.execution_id))
-        assert not of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), "the tool must not run"
+        # validation is run_and_record's first step: it fails the one attempt before the tool runs
+        (started,) = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
+        assert started.activity_task_started_event_attributes.attempt == 1, "an invalid request is not retried"
         assert of_type(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED)
+        messages = [line.message for line in await projection.get_logs(info.execution_id)]
+        assert messages[0].startswith("validation failed: ") and mentions in messages[0]
+        assert not any(message.startswith("attempt ") for message in messages), "the tool must not run"
         row = await projection.get_execution(info.execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.FAILED
@@ -86,8 +91,9 @@ async def test_invalid_request_fails_before_the_tool_runs(
         assert row.end_time is not None and row.duration_ms is not None
 
 
+@pytest.mark.parametrize("kind", [None, "python"], ids=["three-step", "one-activity"])
 async def test_unknown_tool_in_the_workflow_fails_once_with_tool_not_found(
-    time_skipping_env: WorkflowEnvironment, settings: Settings
+    time_skipping_env: WorkflowEnvironment, settings: Settings, kind: str | None
 ) -> None:
     """The Executor checks tools before starting; a workflow started directly still refuses an unknown tool."""
     execution_id = f"exec-{uuid.uuid4()}"
@@ -98,6 +104,7 @@ async def test_unknown_tool_in_the_workflow_fails_once_with_tool_not_found(
                 execution_id=execution_id,
                 request=ExecutionRequest(tool_id="no-such-tool", options=RETRIES),
                 runtime=runtime_for(settings),
+                kind=kind,
             ),
             id=execution_id,
             task_queue=settings.temporal.task_queue,
@@ -114,7 +121,8 @@ async def test_unknown_tool_in_the_workflow_fails_once_with_tool_not_found(
         assert "no-such-tool" in error.message and "echo" in error.message, "the message lists the known tools"
 
         history = await events(handle)
-        assert not of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+        started = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
+        assert [event.activity_task_started_event_attributes.attempt for event in started] == ([1] if kind else [])
         assert not of_type(history, EventType.EVENT_TYPE_TIMER_STARTED), "no retry backoff"
         # the tools table has no such id, so there is no row to write for it
         assert await projection.get_execution(execution_id) is None
