@@ -127,6 +127,7 @@ class Executor:
         self._backlog_read_at = -BACKLOG_CHECK_INTERVAL
         self._backlog_lock = asyncio.Lock()
         self._tools: dict[str, tuple[float, Row[Any]]] = {}
+        self._tool_reads: dict[str, asyncio.Future[Row[Any] | None]] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Executor:
@@ -178,7 +179,9 @@ class Executor:
                 task_queue=self.settings.temporal.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=sa.for_new_execution(request),
+                search_attributes=sa.for_new_execution(
+                    request, status=ExecutionStatus.PENDING if kind == "composite" else None
+                ),
                 memo=sa.memo_for(request),
                 priority=TemporalPriority(
                     priority_key=options.priority.priority_key if scheduler.enable_priority_queue else None,
@@ -332,27 +335,37 @@ class Executor:
     async def _check_tool(self, request: ExecutionRequest) -> str:
         """ToolNotFound unless the tools table lists the tool (and the version asked for); else its kind.
 
-        A tool found is remembered for TOOL_CACHE_SECONDS (tools are only ever added), so a burst of starts
-        does not read the same row each time; a tool or version not found is always looked up afresh.
+        A tool found is remembered for TOOL_CACHE_SECONDS (tools are only ever added), and concurrent starts
+        share one read, so a burst of starts does not read the same row each time; a tool or version not
+        found is always looked up afresh.
         """
         found_at, known = self._tools.get(request.tool_id, (-TOOL_CACHE_SECONDS, None))
         fresh = time.monotonic() - found_at < TOOL_CACHE_SECONDS
-        if known is not None and fresh and (request.version is None or request.version in known.versions):
-            kind: str = known.kind
-            return kind
-        row = await self.projection.get_tool(request.tool_id)
-        if row is None:
+        if known is None or not fresh or (request.version is not None and request.version not in known.versions):
+            known = await self._read_tool(request.tool_id)
+        if known is None:
             raise ToolNotFound(
                 f"unknown tool {request.tool_id!r}; `stepflow tools` lists the registered ones "
                 "(a tool is registered when a worker that has it starts)"
             )
-        self._tools[request.tool_id] = (time.monotonic(), row)
-        if request.version is not None and request.version not in row.versions:
+        if request.version is not None and request.version not in known.versions:
             raise ToolNotFound(
-                f"tool {request.tool_id!r} has no version {request.version!r}; versions: {', '.join(row.versions)}"
+                f"tool {request.tool_id!r} has no version {request.version!r}; versions: {', '.join(known.versions)}"
             )
-        kind = row.kind
+        kind: str = known.kind
         return kind
+
+    async def _read_tool(self, tool_id: str) -> Row[Any] | None:
+        """The tool's row, read once for all the callers waiting for it at the same time."""
+        reading = self._tool_reads.get(tool_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self.projection.get_tool(tool_id))
+            self._tool_reads[tool_id] = reading
+            reading.add_done_callback(lambda _: self._tool_reads.pop(tool_id, None))
+        row = await asyncio.shield(reading)
+        if row is not None:
+            self._tools[tool_id] = (time.monotonic(), row)
+        return row
 
     async def _describe(self, execution_id: str, tenant_id: str | None) -> WorkflowExecutionDescription | None:
         try:

@@ -46,20 +46,27 @@ async def test_a_full_backlog_refuses_new_executions_with_a_clear_error(dev_env,
             assert admitted is not None and admitted.output == {"n": 1}
 
 
-async def test_a_burst_of_starts_shares_one_backlog_reading(dev_env, settings, monkeypatch):
-    """200 concurrent starts read the backlog once, not 200 times (which the server would rate-limit)."""
-    readings = 0
+async def test_a_burst_of_starts_shares_one_backlog_reading_and_one_tool_lookup(dev_env, settings, monkeypatch):
+    """200 concurrent starts read the backlog and the tool's row once each, not 200 times (the server would
+    rate-limit the backlog reads: 'namespace rate limit exceeded')."""
+    readings: list[str] = []
 
-    async def counted(*args: object, **kwargs: object) -> int:
-        nonlocal readings
-        readings += 1
+    async def counted_backlog(*args: object, **kwargs: object) -> int:
+        readings.append("backlog")
         return await queue_length(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("starter.executor.queue_length", counted)
+    monkeypatch.setattr("starter.executor.queue_length", counted_backlog)
     async with executor_for(dev_env, settings) as executor, running_worker(dev_env, settings):
+        get_tool = executor.projection.get_tool
+
+        async def counted_get_tool(tool_id: str) -> object:
+            readings.append(tool_id)
+            return await get_tool(tool_id)
+
+        monkeypatch.setattr(executor.projection, "get_tool", counted_get_tool)
         ids = await asyncio.gather(
             *(executor.execute_tool_async(ExecutionRequest(tool_id="echo", parameters={"i": i})) for i in range(200))
         )
         assert len(set(ids)) == 200
-        assert readings == 1
+        assert sorted(readings) == ["backlog", "echo"]
         await asyncio.gather(*(dev_env.client.get_workflow_handle(i).result() for i in ids))
