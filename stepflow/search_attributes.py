@@ -34,17 +34,24 @@ async def register(client: Client, namespace: str) -> None:
     )
 
 
-def for_new_execution(request: ExecutionRequest) -> TypedSearchAttributes:
-    """The search attributes an execution starts with (by the Executor, or as a composite's step)."""
+def for_new_execution(
+    request: ExecutionRequest, *, status: ExecutionStatus | None = ExecutionStatus.PENDING
+) -> TypedSearchAttributes:
+    """The search attributes an execution starts with (by the Executor, or as a composite's step).
+
+    ``status=None`` leaves StepflowStatus unset until the workflow records the execution's end: the
+    one-activity path of an atomic tool never upserts ``running``, so a ``pending`` set at the start would
+    stay wrong for as long as the tool runs (Temporal's ExecutionStatus says Running meanwhile).
+    """
     context = request.context
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(TOOL_ID, request.tool_id),
-            SearchAttributePair(TENANT_ID, context.tenant_id),
-            SearchAttributePair(USER_ID, context.user_id),
-            SearchAttributePair(STATUS, ExecutionStatus.PENDING.value),
-        ]
-    )
+    pairs = [
+        SearchAttributePair(TOOL_ID, request.tool_id),
+        SearchAttributePair(TENANT_ID, context.tenant_id),
+        SearchAttributePair(USER_ID, context.user_id),
+    ]
+    if status is not None:
+        pairs.append(SearchAttributePair(STATUS, status.value))
+    return TypedSearchAttributes(pairs)
 
 
 def memo_for(request: ExecutionRequest, **extra: str) -> dict[str, str | None]:

@@ -152,6 +152,10 @@ async def test_running_sleep_shows_attempt_and_progress_then_cancel_ends_it_canc
     assert await executor.get_execution_status(execution_id) is ExecutionStatus.RUNNING
     running = await executor.get_execution_result(execution_id)
     assert running.status is ExecutionStatus.RUNNING and running.output is None
+    description = await executor.client.get_workflow_handle(execution_id).describe()
+    # StepflowStatus is the end, set when there is one; until then the Web UI shows Temporal's "Running"
+    assert description.typed_search_attributes.get(search_attributes.STATUS) is None
+    assert description.typed_search_attributes.get(search_attributes.TOOL_ID) == "sleep"
 
     await executor.cancel_execution(execution_id)
 
