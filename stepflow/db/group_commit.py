@@ -58,6 +58,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0
         self.statements = 0
+        self._built: dict[str, Any] = {}  # RowStatement.key -> its statement (one dialect per committer)
 
     async def submit(self, write: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Queue a write and wait until the transaction holding it committed; return its result."""
@@ -95,9 +96,16 @@ class GroupCommitter:
                 for _ in batch:
                     self._queue.task_done()
 
+    def _statement(self, statement: RowStatement, connection: Any) -> Any:
+        """The statement built once (building one, an upsert especially, costs more than running it)."""
+        built = self._built.get(statement.key)
+        if built is None:
+            built = self._built[statement.key] = statement.build(connection)
+        return built
+
     async def _execute(self, connection: AsyncConnection, batch: list[_Pending]) -> list[Any]:
         for statement, values in self._grouped(batch):
-            await connection.execute(statement.build(connection), values)
+            await connection.execute(self._statement(statement, connection), values)
             self.statements += 1
         results = []
         for pending in batch:
@@ -116,7 +124,7 @@ class GroupCommitter:
         assert self._sync_engine is not None
         with self._sync_engine.begin() as connection:
             for statement, values in self._grouped(batch):
-                connection.execute(statement.build(connection), values)
+                connection.execute(self._statement(statement, connection), values)
                 self.statements += 1
         return [None] * len(batch)
 
