@@ -93,7 +93,7 @@ async def bare(client: Client, n: int, data_dir: Path) -> float:
 
 
 async def product(client: Client, n: int, data_dir: Path) -> tuple[float, int]:
-    settings = _settings(data_dir)
+    settings = _settings(Path(tempfile.mkdtemp(dir=data_dir)))  # a fresh projection for each run
     registry = build_registry(settings)
     projection = await Projection.open(settings.resolved_database_url)
     await projection.upsert_tools([definition.info() for definition in registry.all()])
