@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
+from temporalio.api.enums.v1 import EventType
 
 from starter.executor import Executor
 from starter.projection_admin import verify
@@ -100,6 +101,16 @@ async def _caught_up(executor: Executor, settings: Settings, ids: list[str]) -> 
     assert report.mismatches == [] and report.checked == N
 
 
+async def _recorded_by_the_workflow(executor: Executor, ids: list[str]) -> int:
+    """How many completions the workflow recorded with finish_execution (the activity's write missed its 2 s)."""
+    count = 0
+    for execution_id in ids:
+        history = await executor.client.get_workflow_handle(execution_id).fetch_history()
+        if any(event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for event in history.events):
+            count += 1
+    return count
+
+
 async def test_sqlite_locked_mid_run(dev_env, tmp_path: Path):
     settings = make_settings(tmp_path)
     path = make_url(settings.resolved_database_url).database
@@ -117,6 +128,8 @@ async def test_sqlite_locked_mid_run(dev_env, tmp_path: Path):
 
         ids = await _run_through_outage(executor, lock_for_a_while)
         await _caught_up(executor, settings, ids)
+        # the completions whose write missed its 2 s were recorded again by finish_execution, which waited
+        assert await _recorded_by_the_workflow(executor, ids) > 0
 
 
 async def test_postgres_refusing_connections_mid_run(dev_env, tmp_path: Path, db_url: str):
@@ -140,6 +153,7 @@ async def test_postgres_refusing_connections_mid_run(dev_env, tmp_path: Path, db
 
         ids = await _run_through_outage(executor, refuse_for_a_while)
         await _caught_up(executor, direct, ids)
+        assert await _recorded_by_the_workflow(executor, ids) > 0
         assert worker_projection.committer.transactions > 0
     with contextlib.suppress(Exception):
         await proxy.cut()
