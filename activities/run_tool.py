@@ -133,14 +133,11 @@ class ToolActivities:
                 write, what=f"row of {job.execution_id}", wait_s=self._final_write_wait
             )
             raise ApplicationError(invalid.message, type=invalid.type, non_retryable=True)
-        run = RunToolInput(
-            execution_id=job.execution_id,
-            tool_id=request.tool_id,
+        run = RunToolInput.for_request(
+            job.execution_id,
+            request,
             version=definition.version,
             parameters=checked.parameters,
-            context=request.context,
-            resource_limits=request.options.resource_limits,
-            logging_level=request.options.logging_level,
             retry_delay_ms=job.retry_delay_ms,
             max_attempts=job.max_attempts,
         )

@@ -265,6 +265,30 @@ class RunToolInput(_Model):
     retry_delay_ms: int = 0
     max_attempts: int = 1
 
+    @classmethod
+    def for_request(
+        cls,
+        execution_id: str,
+        request: ExecutionRequest,
+        *,
+        version: str,
+        parameters: JsonDict,
+        retry_delay_ms: int,
+        max_attempts: int,
+    ) -> RunToolInput:
+        """The run of ``request``'s tool at the resolved ``version`` with its validated ``parameters``."""
+        return cls(
+            execution_id=execution_id,
+            tool_id=request.tool_id,
+            version=version,
+            parameters=parameters,
+            context=request.context,
+            resource_limits=request.options.resource_limits,
+            logging_level=request.options.logging_level,
+            retry_delay_ms=retry_delay_ms,
+            max_attempts=max_attempts,
+        )
+
 
 class RecordStartInput(_Model):
     """Input of the activity that validates a request and writes its ``executions`` row."""

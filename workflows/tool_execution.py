@@ -109,14 +109,11 @@ class ToolExecutionWorkflow:
         try:
             output = await workflow.execute_activity(
                 RUN_TOOL,
-                RunToolInput(
-                    execution_id=job.execution_id,
-                    tool_id=request.tool_id,
+                RunToolInput.for_request(
+                    job.execution_id,
+                    request,
                     version=prepared.version,
                     parameters=prepared.parameters,
-                    context=request.context,
-                    resource_limits=request.options.resource_limits,
-                    logging_level=request.options.logging_level,
                     retry_delay_ms=attempts.retry_delay_ms,
                     max_attempts=attempts.max_attempts,
                 ),
