@@ -127,7 +127,7 @@ class ToolExecutionWorkflow:
         """The fast path: one ``run_and_record`` activity; ``finish_execution`` only for an end other than success."""
         request = job.request
         start_time = workflow.info().start_time
-        self._status = ExecutionStatus.RUNNING  # for the query; StepflowStatus stays pending until the end
+        self._status = ExecutionStatus.RUNNING  # for the status query; StepflowStatus is set at the end only
         attempts = _Attempts(job)
         record_start = RecordStartInput(execution_id=job.execution_id, request=request, start_time=start_time)
         try:
