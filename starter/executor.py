@@ -182,7 +182,6 @@ class Executor:
                 search_attributes=sa.for_new_execution(
                     request, status=ExecutionStatus.PENDING if kind == "composite" else None
                 ),
-                memo=sa.memo_for(request),
                 priority=TemporalPriority(
                     priority_key=options.priority.priority_key if scheduler.enable_priority_queue else None,
                     fairness_key=context.tenant_id if scheduler.enable_fair_scheduling else None,
@@ -229,23 +228,15 @@ class Executor:
         if description is None:
             return self._result_from_row(await self._row(execution_id, tenant_id))
         status = status_from_description(description)
-        memo = await description.memo()
-        metadata = ExecutionMetadata(
-            tool_id=memo.get("tool_id", ""),
-            version=memo.get("version"),
-            tenant_id=memo.get("tenant_id", "default"),
-            user_id=memo.get("user_id", "anonymous"),
-            session_id=memo.get("session_id", ""),
-            parent_execution_id=memo.get("parent_execution_id"),
-        )
         timing = ExecutionTiming(start_time=description.start_time, end_time=description.close_time)
         if description.close_time is not None:
             timing.duration_ms = int((description.close_time - description.start_time).total_seconds() * 1000)
-        if not status.is_terminal:
-            return ExecutionResult(execution_id=execution_id, status=status, metadata=metadata, timing=timing)
         handle: WorkflowHandle[Any, ExecutionResult] = self.client.get_workflow_handle(
             execution_id, result_type=ExecutionResult
         )
+        if not status.is_terminal:
+            metadata = await self._metadata(handle)
+            return ExecutionResult(execution_id=execution_id, status=status, metadata=metadata, timing=timing)
         try:
             return await handle.result()
         except WorkflowFailureError as failure:
@@ -257,7 +248,7 @@ class Executor:
                 status=status,
                 output=details[0] if details else None,
                 error=ErrorInfo(type=error.kind, message=error.message),
-                metadata=metadata,
+                metadata=await self._metadata(handle),
                 timing=timing,
             )
 
@@ -386,6 +377,22 @@ class Executor:
         if tenant_id is not None and row.tenant_id != tenant_id:
             raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
         return row
+
+    async def _metadata(self, handle: WorkflowHandle[Any, Any]) -> ExecutionMetadata:
+        """Who runs what, from the workflow's input (its first history event) when there is no result to say it."""
+        async for event in handle.fetch_history_events(page_size=1):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [job] = await self.client.data_converter.decode(payloads, [ToolExecutionInput])
+            request, context = job.request, job.request.context
+            return ExecutionMetadata(
+                tool_id=request.tool_id,
+                version=request.version,
+                tenant_id=context.tenant_id,
+                user_id=context.user_id,
+                session_id=context.session_id,
+                parent_execution_id=context.parent_execution_id,
+            )
+        raise InternalError(f"execution {handle.id} has no history")
 
     @staticmethod
     def _result_from_row(row: Any) -> ExecutionResult:

@@ -55,7 +55,12 @@ def for_new_execution(
 
 
 def memo_for(request: ExecutionRequest, **extra: str) -> dict[str, str | None]:
-    """The memo an execution starts with: who runs what, read back by ``Executor.get_execution_result``."""
+    """The memo a composite's step starts with: who runs what and which step, for the Web UI and ``describe``.
+
+    Executions the Executor starts carry no memo: the same facts are in their input, which the Web UI shows
+    and ``Executor.get_execution_result`` reads, and a memo cost the server about half a millisecond per
+    execution (measured in the projection benchmark).
+    """
     context = request.context
     return {
         "tool_id": request.tool_id,

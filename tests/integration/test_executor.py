@@ -152,6 +152,7 @@ async def test_running_sleep_shows_attempt_and_progress_then_cancel_ends_it_canc
     assert await executor.get_execution_status(execution_id) is ExecutionStatus.RUNNING
     running = await executor.get_execution_result(execution_id)
     assert running.status is ExecutionStatus.RUNNING and running.output is None
+    assert (running.metadata.tool_id, running.metadata.tenant_id) == ("sleep", "default")
     description = await executor.client.get_workflow_handle(execution_id).describe()
     # StepflowStatus is the end, set when there is one; until then the Web UI shows Temporal's "Running"
     assert description.typed_search_attributes.get(search_attributes.STATUS) is None
@@ -166,6 +167,7 @@ async def test_running_sleep_shows_attempt_and_progress_then_cancel_ends_it_canc
     result = await executor.get_execution_result(execution_id)
     assert result.status is ExecutionStatus.CANCELLED
     assert result.error is not None and result.error.type == "ExecutionCancelled"
+    assert result.metadata.tool_id == "sleep" and result.metadata.user_id == "anonymous"
     row = await assert_row_matches_temporal(executor, execution_id)
     assert row.status == "cancelled"
     assert row.duration_ms is not None and row.duration_ms < 30_000, "the tool stopped long before its 60 s"
