@@ -383,15 +383,7 @@ class Executor:
         async for event in handle.fetch_history_events(page_size=1):
             payloads = event.workflow_execution_started_event_attributes.input.payloads
             [job] = await self.client.data_converter.decode(payloads, [ToolExecutionInput])
-            request, context = job.request, job.request.context
-            return ExecutionMetadata(
-                tool_id=request.tool_id,
-                version=request.version,
-                tenant_id=context.tenant_id,
-                user_id=context.user_id,
-                session_id=context.session_id,
-                parent_execution_id=context.parent_execution_id,
-            )
+            return ExecutionMetadata.for_request(job.request, job.request.version)
         raise InternalError(f"execution {handle.id} has no history")
 
     @staticmethod

@@ -167,6 +167,19 @@ class ExecutionMetadata(_Model):
     session_id: str = ""
     parent_execution_id: str | None = None
 
+    @classmethod
+    def for_request(cls, request: ExecutionRequest, version: str | None) -> ExecutionMetadata:
+        """Who runs what, as the request says, with the version that ran (or was asked for)."""
+        context = request.context
+        return cls(
+            tool_id=request.tool_id,
+            version=version,
+            tenant_id=context.tenant_id,
+            user_id=context.user_id,
+            session_id=context.session_id,
+            parent_execution_id=context.parent_execution_id,
+        )
+
 
 class ExecutionResult(_Model):
     """The outcome of an execution: the spec's ExecutionResult, plus the typed error when it did not complete."""

@@ -96,7 +96,7 @@ class ToolExecutionWorkflow:
             start_to_close_timeout=PROJECTION_TIMEOUT,
             retry_policy=PROJECTION_RETRY,
         )
-        metadata = _metadata(job, prepared.version)
+        metadata = ExecutionMetadata.for_request(request, prepared.version)
         if prepared.error is not None:
             await self._finish(job, metadata, ExecutionStatus.FAILED, error=prepared.error)
             raise ApplicationError(prepared.error.message, type=prepared.error.type, non_retryable=True)
@@ -144,8 +144,9 @@ class ToolExecutionWorkflow:
                 **attempts.activity_options(),
             )
         except (ActivityError, asyncio.CancelledError, CancelledError) as failure:
-            await self._record_failure(job, _metadata(job, request.version), failure, start=record_start)
-        metadata = _metadata(job, run.version)
+            asked = ExecutionMetadata.for_request(request, request.version)
+            await self._record_failure(job, asked, failure, start=record_start)
+        metadata = ExecutionMetadata.for_request(request, run.version)
         if not run.recorded:  # the database was unavailable: record the end durably, retrying until it is back
             return await self._finish(job, metadata, ExecutionStatus.COMPLETED, output=run.output, start=record_start)
         self._set_status(ExecutionStatus.COMPLETED)
@@ -236,18 +237,6 @@ class _Attempts:
             ),
             "cancellation_type": workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         }
-
-
-def _metadata(job: ToolExecutionInput, version: str | None) -> ExecutionMetadata:
-    request = job.request
-    return ExecutionMetadata(
-        tool_id=request.tool_id,
-        version=version,
-        tenant_id=request.context.tenant_id,
-        user_id=request.context.user_id,
-        session_id=request.context.session_id,
-        parent_execution_id=request.context.parent_execution_id,
-    )
 
 
 def _result(
