@@ -19,9 +19,10 @@ from temporalio import activity
 from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION
 from activities.validation import check_request
 from stepflow.config import ExecutorSettings
+from stepflow.contracts import PreparedExecution, RecordEndInput, RecordStartInput
 from stepflow.db.projection import Projection
 from stepflow.errors import DatabaseError, ExecutorError, to_application_error
-from stepflow.models import ExecutionStatus, PreparedExecution, RecordEndInput, RecordStartInput
+from stepflow.models import ExecutionStatus
 from stepflow.registry import ToolRegistry
 from stepflow.tools.composite import CompositeTool
 

@@ -30,17 +30,10 @@ from activities.names import RUN_AND_RECORD, RUN_TOOL
 from activities.tool_context import ActivityToolContext
 from activities.validation import check_request
 from stepflow.config import ExecutorSettings
+from stepflow.contracts import RecordedRun, RunAndRecordInput, RunToolInput
 from stepflow.db.projection import ExecutionEnd, NewExecution, Projection
 from stepflow.errors import ExecutorError, InternalError, to_application_error
-from stepflow.models import (
-    ExecutionStatus,
-    LogEntry,
-    LogLevel,
-    Metric,
-    RecordedRun,
-    RunAndRecordInput,
-    RunToolInput,
-)
+from stepflow.models import ExecutionStatus, LogEntry, LogLevel, Metric
 from stepflow.registry import ToolDefinition, ToolRegistry
 from stepflow.tools.composite import CompositeTool
 

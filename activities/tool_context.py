@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from stepflow.models import ExecutionContext, LogEntry, LogLevel, Metric, ResourceLimits, RunToolInput
+from stepflow.contracts import RunToolInput
+from stepflow.models import ExecutionContext, LogEntry, LogLevel, Metric, ResourceLimits
 
 MAX_MESSAGE_CHARS = 8_192
 

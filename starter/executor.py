@@ -40,11 +40,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from stepflow import search_attributes as sa
 from stepflow.config import Settings, load_settings
+from stepflow.contracts import ToolExecutionInput, WorkflowRuntimeOptions
 from stepflow.db.projection import Projection
 from stepflow.errors import (
+    ExecutionNotFound,
     ExecutorError,
     InternalError,
-    InvalidParameters,
     PermissionDenied,
     ResourceLimitExceeded,
     ToolNotFound,
@@ -64,8 +65,6 @@ from stepflow.models import (
     LogEntry,
     Metric,
     MetricFilter,
-    ToolExecutionInput,
-    WorkflowRuntimeOptions,
 )
 from stepflow.monitoring import SqlMonitoring, queue_length
 from stepflow.temporal import connect
@@ -84,10 +83,6 @@ _CLOSED_STATUS = {
     WorkflowExecutionStatus.TERMINATED: ExecutionStatus.FAILED,
     WorkflowExecutionStatus.TIMED_OUT: ExecutionStatus.TIMED_OUT,
 }
-
-
-class ExecutionNotFound(InvalidParameters):
-    """No execution has this id (kind: InvalidParameters)."""
 
 
 def execution_id_for(tenant_id: str, request_id: str) -> str:

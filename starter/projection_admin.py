@@ -23,16 +23,10 @@ from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
 from stepflow import search_attributes as sa
+from stepflow.contracts import PreparedExecution, ToolExecutionInput
 from stepflow.db.projection import Projection
 from stepflow.errors import from_failure
-from stepflow.models import (
-    ErrorInfo,
-    ExecutionResult,
-    ExecutionStatus,
-    PreparedExecution,
-    ToolExecutionInput,
-    ToolInfo,
-)
+from stepflow.models import ErrorInfo, ExecutionResult, ExecutionStatus, ToolInfo
 
 WORKFLOW_TYPE = "ToolExecutionWorkflow"
 TIME_SLACK = timedelta(seconds=2)

@@ -5,6 +5,7 @@ The tree::
     ExecutorError                     base of every error the engine reports
     +-- ToolNotFound                  unknown tool id or version           (non-retryable)
     +-- InvalidParameters             parameters or options fail validation (non-retryable)
+    |   +-- ExecutionNotFound         no execution has this id
     +-- PermissionDenied              another tenant's execution, refused   (non-retryable)
     +-- ResourceLimitExceeded         a limit was breached or cannot be enforced (non-retryable)
     +-- ExecutionFailed               the tool raised or exited non-zero    (retryable)
@@ -50,6 +51,10 @@ class InvalidParameters(ExecutorError):
     """The parameters or options do not match what the tool or the engine accepts."""
 
     kind = "InvalidParameters"
+
+
+class ExecutionNotFound(InvalidParameters):
+    """No execution has this id (its kind is InvalidParameters: the caller named something that is not there)."""
 
 
 class PermissionDenied(ExecutorError):

@@ -27,6 +27,7 @@ from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAl
 
 with workflow.unsafe.imports_passed_through():
     from stepflow import search_attributes
+    from stepflow.contracts import CompositePlan, CompositeStep, FailurePolicy, ToolExecutionInput
     from stepflow.errors import (
         ExecutionCancelled,
         ExecutionFailed,
@@ -36,16 +37,12 @@ with workflow.unsafe.imports_passed_through():
         from_failure,
     )
     from stepflow.models import (
-        CompositePlan,
-        CompositeStep,
         ErrorInfo,
         ExecutionContext,
         ExecutionRequest,
         ExecutionResult,
         ExecutionStatus,
-        FailurePolicy,
         JsonDict,
-        ToolExecutionInput,
     )
     from stepflow.tools.references import BadReference, resolve
 

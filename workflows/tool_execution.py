@@ -45,13 +45,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION, RUN_AND_RECORD, RUN_TOOL
     from stepflow import search_attributes
-    from stepflow.errors import NON_RETRYABLE_KINDS, TimeoutExceeded, from_failure
-    from stepflow.models import (
-        ErrorInfo,
-        ExecutionMetadata,
-        ExecutionResult,
-        ExecutionStatus,
-        ExecutionTiming,
+    from stepflow.contracts import (
         PreparedExecution,
         RecordedRun,
         RecordEndInput,
@@ -60,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         RunToolInput,
         ToolExecutionInput,
     )
+    from stepflow.errors import NON_RETRYABLE_KINDS, TimeoutExceeded, from_failure
+    from stepflow.models import ErrorInfo, ExecutionMetadata, ExecutionResult, ExecutionStatus, ExecutionTiming
 
 from workflows.composite import CompositeRunner
 

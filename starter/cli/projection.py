@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from starter.cli import common
-from starter.executor import ExecutionNotFound
 from starter.projection_admin import rebuild, verify
+from stepflow.errors import ExecutionNotFound
 from stepflow.models import ExecutionStatus, LogEntry, MetricFilter
 from worker.build import build_registry
 

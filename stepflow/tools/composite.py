@@ -42,8 +42,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from stepflow.contracts import CompositePlan, CompositeStep, FailurePolicy
 from stepflow.errors import ConfigError, ExecutorError
-from stepflow.models import CompositePlan, CompositeStep, FailurePolicy, JsonDict, Priority
+from stepflow.models import JsonDict, Priority
 from stepflow.registry import ToolDefinition, ToolRegistry, validate_with_model
 from stepflow.tools.references import BadReference, find_references
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from stepflow.config import load_settings
+from stepflow.contracts import CompositeStep, FailurePolicy
 from stepflow.errors import ConfigError, InvalidParameters
-from stepflow.models import CompositeStep, FailurePolicy
 from stepflow.registry import ToolRegistry
 from stepflow.tools.composite import CompositeTool, composite_tool, validate_composites
 from stepflow.tools.loader import load_tool_file

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from starter.executor import ExecutionNotFound, Executor, status_from_description
+from starter.executor import Executor, status_from_description
 from stepflow import search_attributes
-from stepflow.errors import ExecutionFailed, InvalidParameters, PermissionDenied
+from stepflow.errors import ExecutionFailed, ExecutionNotFound, InvalidParameters, PermissionDenied
 from stepflow.models import (
     ExecutionContext,
     ExecutionFilter,

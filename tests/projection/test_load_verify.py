@@ -13,14 +13,9 @@ from sqlalchemy import func, select, text
 
 from starter.executor import Executor
 from starter.projection_admin import rebuild, verify
+from stepflow.contracts import ToolExecutionInput
 from stepflow.db.schema import execution_logs, execution_metrics, executions
-from stepflow.models import (
-    ExecutionContext,
-    ExecutionOptions,
-    ExecutionRequest,
-    ExecutionStatus,
-    ToolExecutionInput,
-)
+from stepflow.models import ExecutionContext, ExecutionOptions, ExecutionRequest, ExecutionStatus
 from tests.conftest import executor_for, make_settings, running_worker
 from worker.build import build_registry
 from workflows import ToolExecutionWorkflow

@@ -21,8 +21,9 @@ from temporalio.workflow import NondeterminismError
 
 from activities.names import RUN_AND_RECORD, RUN_TOOL
 from stepflow.config import Settings
+from stepflow.contracts import ToolExecutionInput
 from stepflow.converter import DATA_CONVERTER
-from stepflow.models import ExecutionRequest, ToolExecutionInput
+from stepflow.models import ExecutionRequest
 from tests.conftest import running_worker
 from tests.replay.record_histories import (
     ALTERED,

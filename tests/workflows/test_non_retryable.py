@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from stepflow.config import Settings
+from stepflow.contracts import ToolExecutionInput
 from stepflow.errors import (
     ExecutorError,
     InvalidParameters,
@@ -22,13 +23,7 @@ from stepflow.errors import (
     ToolNotFound,
     from_failure,
 )
-from stepflow.models import (
-    ExecutionOptions,
-    ExecutionRequest,
-    ExecutionStatus,
-    ResourceLimits,
-    ToolExecutionInput,
-)
+from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus, ResourceLimits
 from tests.conftest import executor_for, running_worker
 from tests.workflows import probe_tools
 from tests.workflows.timeskip import events, of_type, result_skipping_time, runtime_for

@@ -24,7 +24,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from stepflow.config import Settings
-from stepflow.models import WorkflowRuntimeOptions
+from stepflow.contracts import WorkflowRuntimeOptions
 
 
 @asynccontextmanager
