@@ -25,12 +25,11 @@ from typing import Any
 from rich.table import Table
 from temporalio.client import WorkflowFailureError
 
-from starter.cli import common
-from starter.cli.executions import styled
-from starter.cli.services import running_server
+from starter import console
+from starter.console import styled
 from starter.executor import Executor
-from starter.server import parse_address, pick_port
-from stepflow.config import ExecutorSettings, Settings, TemporalSettings
+from starter.server import parse_address, pick_port, running_server, stop_event
+from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
 from stepflow.errors import ExecutorError
 from stepflow.logging import configure_logging
 from stepflow.models import (
@@ -224,7 +223,7 @@ async def run_case(executor: Executor, case: DemoCase) -> CaseOutcome:
         error_type=result.error.type if result.error else None,
     )
     mark = "[green]ok[/]" if outcome.ok else "[bold red]UNEXPECTED[/]"
-    common.stdout.print(
+    console.stdout.print(
         f"  {mark}  {case.name:<10} {case.tool_id:<6} -> {styled(outcome.status)}  ({case.description})"
     )
     return outcome
@@ -237,7 +236,7 @@ async def run_cases(executor: Executor, cases: list[DemoCase]) -> tuple[list[Cas
     problems = []
     for task in pending:
         task.cancel()
-        common.stdout.print(f"  [bold red]STUCK[/]  {tasks[task].name}: not finished within {CASE_DEADLINE:.0f} s")
+        console.stdout.print(f"  [bold red]STUCK[/]  {tasks[task].name}: not finished within {CASE_DEADLINE:.0f} s")
         problems.append(tasks[task].name)
     await asyncio.gather(*pending, return_exceptions=True)
     outcomes = []
@@ -249,7 +248,7 @@ async def run_cases(executor: Executor, cases: list[DemoCase]) -> tuple[list[Cas
             outcomes.append(task.result())
             continue
         kind = error.kind if isinstance(error, ExecutorError) else type(error).__name__
-        common.stdout.print(f"  [bold red]ERROR[/]  {case.name}: {kind}: {error}", highlight=False)
+        console.stdout.print(f"  [bold red]ERROR[/]  {case.name}: {kind}: {error}", highlight=False)
         problems.append(case.name)
     return outcomes, problems
 
@@ -287,7 +286,7 @@ async def run_demo(*, keep_data: bool = False, keep_running: bool = False, cases
     """Run the demo; 0 when every case ended as expected, 1 otherwise."""
     began = time.monotonic()
     cases = cases if cases is not None else DEMO_CASES
-    base = common.settings()
+    base = load_settings()
     configure_logging(fmt=base.log_format, level=logging.ERROR)
     # failed attempts are the point of the demo: keep Temporal's and the tools' own reports of them quiet
     logging.getLogger("temporalio").setLevel(logging.CRITICAL)
@@ -301,33 +300,31 @@ async def run_demo(*, keep_data: bool = False, keep_running: bool = False, cases
                 worker = build_worker(client, config, registry, projection)
                 async with worker:
                     executor = Executor(client, projection, config)
-                    common.stdout.print(
+                    console.stdout.print(
                         f"\nRunning {len(cases)} executions on task queue {config.temporal.task_queue}:"
                     )
                     outcomes, problems = await run_cases(executor, cases)
                     rows = await executor.list_executions(ExecutionFilter(tenant_id=DEMO_TENANT, limit=1000))
-                    common.stdout.print()
-                    common.stdout.print(demo_table(outcomes, rows))
-                    common.stdout.print(
+                    console.stdout.print()
+                    console.stdout.print(demo_table(outcomes, rows))
+                    console.stdout.print(
                         f'Temporal Web UI: [bold]{server.where.ui_url}[/] (filter: StepflowTenantId="{DEMO_TENANT}")',
                         highlight=False,
                     )
                     if keep_running:
-                        common.stdout.print("Server and worker keep running; Ctrl-C stops them.")
+                        console.stdout.print("Server and worker keep running; Ctrl-C stops them.")
                         await _until_interrupted()
     failed = [*problems, *(outcome.case.name for outcome in outcomes if not outcome.ok)]
     elapsed = time.monotonic() - began
     if failed:
         names = ", ".join(failed)
-        common.stderr.print(f"[bold red]demo: {len(failed)} case(s) ended unexpectedly: {names}[/]")
+        console.stderr.print(f"[bold red]demo: {len(failed)} case(s) ended unexpectedly: {names}[/]")
         return 1
-    common.stdout.print(
+    console.stdout.print(
         f"demo: all {len(outcomes)} cases ended as expected in {elapsed:.1f} s; server and worker stopped"
     )
     return 0
 
 
 async def _until_interrupted() -> None:
-    from starter.cli.services import stop_event
-
     await stop_event().wait()

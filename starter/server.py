@@ -16,9 +16,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from starter import console
 from stepflow.config import Settings
 from stepflow.errors import ConfigError, InternalError
 from stepflow.search_attributes import DEV_SERVER_ARGS
@@ -208,3 +211,33 @@ class DevServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def stop_event() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (Ctrl-C included)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+@asynccontextmanager
+async def running_server(config: Settings, *, headless: bool) -> AsyncIterator[DevServer]:
+    """Start the dev server, announce where it listens, stop it (and wait for it) on the way out."""
+    server = DevServer(config, headless=headless)
+    try:
+        await server.start_async()
+    except BaseException:
+        await asyncio.to_thread(server.stop)
+        raise
+    try:
+        console.stdout.print(
+            f"Temporal dev server: [bold]{server.where.address}[/] (namespace {config.temporal.namespace})"
+        )
+        if not headless:
+            console.stdout.print(f"Temporal Web UI:     [bold]{server.where.ui_url}[/]")
+        console.stdout.print(f"Server log:          {server.log_path}", highlight=False)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)

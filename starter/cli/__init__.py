@@ -1,23 +1,19 @@
 """The ``stepflow`` command line.
 
-Each module named in :data:`COMMAND_MODULES` defines ``register(app: typer.Typer) -> None`` and adds its
-commands there; to add commands, write a module (``starter/cli/projection.py``...) and add its name to the
-tuple. Shared helpers (settings, connections, JSON output, errors and exit codes) are in
-:mod:`starter.cli.common`.
+Each command module defines ``register(app: typer.Typer) -> None`` and adds its commands there; to add
+commands, write a module (``starter/cli/projection.py``...), import it here and add it to the tuple below.
+Shared helpers (settings, connections, JSON output, errors and exit codes) are in :mod:`starter.cli.common`;
+what is printed (tables, status colours) in :mod:`starter.console`.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
+import sys
 
 import typer
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "starter.cli.services",
-    "starter.cli.executions",
-    "starter.cli.tools",
-    "starter.cli.projection",
-)
+from starter.cli import executions, projection, services, tools
 
 app = typer.Typer(
     name="stepflow",
@@ -27,13 +23,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+for _module in (services, executions, tools, projection):
+    _module.register(app)
 
 
 def main() -> None:
-    """Entry point of the ``stepflow`` console script."""
-    app()
+    """Entry point of the ``stepflow`` console script.
+
+    The process ends with ``os._exit`` once the command has returned and its output is flushed. A normal
+    interpreter shutdown races with the Temporal SDK's Rust threads, which may still call back into Python
+    while it finalizes and then abort the process ("Fatal Python error: PyGILState_Release"): a command that
+    did its work would exit -6. Everything the commands own (connections, files, the worker) is closed by
+    the commands themselves before they return, so nothing is lost by skipping the shutdown.
+    """
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code
+    if isinstance(code, str):  # SystemExit("message"): print it, exit 1, as the interpreter would
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
-__all__ = ["COMMAND_MODULES", "app", "main"]
+__all__ = ["app", "main"]

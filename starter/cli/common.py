@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
 
+from starter import console
 from starter.executor import Executor
 from stepflow.config import Settings, load_settings
 from stepflow.db.projection import Projection
@@ -54,17 +52,6 @@ _STATUS_EXIT_CODES: dict[ExecutionStatus, int] = {
     ExecutionStatus.PENDING: EXIT_NOT_FINISHED,
     ExecutionStatus.RUNNING: EXIT_NOT_FINISHED,
 }
-
-
-def _console(*, stderr: bool) -> Console:
-    # Piped output (make demo, CI logs) gets wide tables rather than rich's 80-column default.
-    stream = sys.stderr if stderr else sys.stdout
-    wide = not stream.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=stderr, soft_wrap=True, width=160 if wide else None)
-
-
-stdout = _console(stderr=False)
-stderr = _console(stderr=True)
 
 
 def exit_code_for_error(error: ExecutorError) -> int:
@@ -133,7 +120,7 @@ def fail(error: ExecutorError, *, as_json: bool = False) -> NoReturn:
     """Report an error (stderr; also stdout as JSON with ``--json``) and exit with its kind's code."""
     if as_json:
         print_json({"error": {"type": error.kind, "message": error.message}})
-    stderr.print(f"[bold red]{error.kind}[/]: {error.message}", markup=True, highlight=False)
+    console.stderr.print(f"[bold red]{error.kind}[/]: {error.message}", markup=True, highlight=False)
     raise typer.Exit(exit_code_for_error(error))
 
 
@@ -148,7 +135,7 @@ def run(body: Coroutine[Any, Any, int | None], *, as_json: bool = False) -> None
     except SQLAlchemyError as error:
         fail(DatabaseError(f"the projection database failed: {error}"), as_json=as_json)
     except KeyboardInterrupt:
-        stderr.print("interrupted")
+        console.stderr.print("interrupted")
         raise typer.Exit(130) from None
     if code:
         raise typer.Exit(code)

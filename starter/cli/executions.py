@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -17,11 +18,12 @@ from pydantic import ValidationError
 from rich.table import Table
 from temporalio.client import WorkflowFailureError
 
+from starter import console
 from starter.cli import common
-from starter.cli.requests import build_request, parse_time
+from starter.cli.requests import RequestContext, build_request, parse_time
 from starter.executor import Executor
 from stepflow.errors import InvalidParameters
-from stepflow.models import ExecutionFilter, ExecutionInfo, ExecutionResult, ExecutionStatus, Priority
+from stepflow.models import ExecutionFilter, ExecutionResult, ExecutionStatus, Priority
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a human view.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Only act on this tenant's executions.")]
@@ -52,44 +54,12 @@ PriorityOpt = Annotated[Priority, typer.Option("--priority", help="Scheduling pr
 PENDING_HINT_AFTER = 5.0
 """Seconds an execution may stay pending before ``run`` suggests that no worker is running."""
 
-_STATUS_STYLE = {
-    ExecutionStatus.PENDING: "yellow",
-    ExecutionStatus.RUNNING: "cyan",
-    ExecutionStatus.COMPLETED: "green",
-    ExecutionStatus.FAILED: "red",
-    ExecutionStatus.CANCELLED: "magenta",
-    ExecutionStatus.TIMED_OUT: "red",
-}
-
-
-def styled(status: ExecutionStatus) -> str:
-    """A status with its colour, as rich markup."""
-    return f"[{_STATUS_STYLE[status]}]{status.value}[/]"
-
-
-def render_result(result: ExecutionResult) -> None:
-    """A human view of a result on stdout."""
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("execution", result.execution_id)
-    table.add_row("status", styled(result.status))
-    meta = result.metadata
-    table.add_row("tool", f"{meta.tool_id} {meta.version or ''}".strip())
-    if result.timing.duration_ms is not None:
-        table.add_row("duration", f"{result.timing.duration_ms} ms")
-    if result.output is not None:
-        table.add_row("output", json.dumps(result.output, ensure_ascii=False, default=str))
-    if result.error is not None:
-        table.add_row("error", f"[red]{result.error.type}[/]: {result.error.message}")
-    common.stdout.print(table)
-
 
 def show_result(result: ExecutionResult, as_json: bool) -> int:
     if as_json:
         common.print_json(result)
     else:
-        render_result(result)
+        console.render_result(result)
     return common.exit_code_for_result(result)
 
 
@@ -102,7 +72,7 @@ async def _wait(executor: Executor, execution_id: str, *, spinner: bool) -> Exec
             await handle.result()
 
     done = asyncio.create_task(finished())
-    status = common.stderr.status(f"{execution_id}: starting", spinner="dots") if spinner else None
+    status = console.stderr.status(f"{execution_id}: starting", spinner="dots") if spinner else None
     loop = asyncio.get_running_loop()
     began = loop.time()
     try:
@@ -131,70 +101,63 @@ async def _wait(executor: Executor, execution_id: str, *, spinner: bool) -> Exec
     return await executor.get_execution_result(execution_id)
 
 
-def run(
-    tool: ToolArg,
-    param: ParamOpt = None,
-    params: ParamsOpt = None,
-    version: VersionOpt = None,
-    tenant: RunTenantOpt = "default",
-    user: UserOpt = "anonymous",
-    session: SessionOpt = "",
-    request_id: RequestIdOpt = None,
-    timeout: TimeoutOpt = None,
-    retries: RetriesOpt = 0,
-    retry_delay: RetryDelayOpt = None,
-    priority: PriorityOpt = Priority.NORMAL,
-    as_json: JsonOpt = False,
-) -> None:
-    """Run a tool and wait for its result (exit 0 only when it completed)."""
+def request_command(*, wait: bool) -> Callable[..., None]:
+    """``run`` (wait for the result) or ``start`` (print the id): one definition of the request's options."""
 
-    async def body() -> int:
-        request = build_request(
-            tool, param, params, version, tenant, user, session, request_id, timeout, retries, retry_delay, priority
-        )
-        async with common.executor() as executor:
-            execution_id = await executor.execute_tool_async(request)
-            spinner = common.stderr.is_terminal
-            if spinner:
-                common.stderr.print(
-                    f"started {execution_id} (Ctrl-C stops waiting, not the execution)", highlight=False
-                )
-            result = await _wait(executor, execution_id, spinner=spinner)
-        return show_result(result, as_json)
+    def command(
+        tool: ToolArg,
+        param: ParamOpt = None,
+        params: ParamsOpt = None,
+        version: VersionOpt = None,
+        tenant: RunTenantOpt = "default",
+        user: UserOpt = "anonymous",
+        session: SessionOpt = "",
+        request_id: RequestIdOpt = None,
+        timeout: TimeoutOpt = None,
+        retries: RetriesOpt = 0,
+        retry_delay: RetryDelayOpt = None,
+        priority: PriorityOpt = Priority.NORMAL,
+        as_json: JsonOpt = False,
+    ) -> None:
+        async def body() -> int:
+            request = build_request(
+                tool,
+                param,
+                params,
+                version=version,
+                context=RequestContext(tenant=tenant, user=user, session=session, request_id=request_id),
+                timeout=timeout,
+                retries=retries,
+                retry_delay=retry_delay,
+                priority=priority,
+            )
+            async with common.executor() as executor:
+                execution_id = await executor.execute_tool_async(request)
+                if wait:
+                    return show_result(await _wait_started(executor, execution_id), as_json)
+            if as_json:
+                common.print_json({"execution_id": execution_id})
+            else:
+                console.stdout.print(execution_id, highlight=False)
+            return 0
 
-    common.run(body(), as_json=as_json)
+        common.run(body(), as_json=as_json)
+
+    command.__name__ = "run" if wait else "start"
+    command.__doc__ = (
+        "Run a tool and wait for its result (exit 0 only when it completed)."
+        if wait
+        else "Start a tool execution and print its id without waiting."
+    )
+    return command
 
 
-def start(
-    tool: ToolArg,
-    param: ParamOpt = None,
-    params: ParamsOpt = None,
-    version: VersionOpt = None,
-    tenant: RunTenantOpt = "default",
-    user: UserOpt = "anonymous",
-    session: SessionOpt = "",
-    request_id: RequestIdOpt = None,
-    timeout: TimeoutOpt = None,
-    retries: RetriesOpt = 0,
-    retry_delay: RetryDelayOpt = None,
-    priority: PriorityOpt = Priority.NORMAL,
-    as_json: JsonOpt = False,
-) -> None:
-    """Start a tool execution and print its id without waiting."""
-
-    async def body() -> int:
-        request = build_request(
-            tool, param, params, version, tenant, user, session, request_id, timeout, retries, retry_delay, priority
-        )
-        async with common.executor() as executor:
-            execution_id = await executor.execute_tool_async(request)
-        if as_json:
-            common.print_json({"execution_id": execution_id})
-        else:
-            common.stdout.print(execution_id, highlight=False)
-        return 0
-
-    common.run(body(), as_json=as_json)
+async def _wait_started(executor: Executor, execution_id: str) -> ExecutionResult:
+    """Wait for an execution ``run`` just started, with a spinner when stderr is a terminal."""
+    spinner = console.stderr.is_terminal
+    if spinner:
+        console.stderr.print(f"started {execution_id} (Ctrl-C stops waiting, not the execution)", highlight=False)
+    return await _wait(executor, execution_id, spinner=spinner)
 
 
 def status(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
@@ -212,16 +175,16 @@ def status(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOp
         table.add_column(style="bold")
         table.add_column()
         table.add_row("execution", progress.execution_id)
-        table.add_row("status", styled(progress.status))
+        table.add_row("status", console.styled(progress.status))
         if progress.attempt is not None:
             table.add_row("attempt", str(progress.attempt))
         if progress.progress is not None:
             table.add_row("progress", json.dumps(progress.progress, default=str))
         if progress.last_failure:
             table.add_row("last failure", progress.last_failure)
-        common.stdout.print(table)
+        console.stdout.print(table)
         if steps:
-            common.stdout.print(steps_table(execution_id, steps))
+            console.stdout.print(console.steps_table(execution_id, steps))
         return 0
 
     common.run(body(), as_json=as_json)
@@ -253,17 +216,17 @@ def cancel(
                 if as_json:
                     common.print_json({"execution_id": execution_id, "cancel_requested": False, "status": before})
                 else:
-                    common.stdout.print(f"{execution_id} already ended {before.value}: nothing to cancel")
+                    console.stdout.print(f"{execution_id} already ended {before.value}: nothing to cancel")
                 return 0
             await executor.cancel_execution(execution_id, tenant_id=tenant)
             if wait:
-                outcome = await _wait(executor, execution_id, spinner=common.stderr.is_terminal)
+                outcome = await _wait(executor, execution_id, spinner=console.stderr.is_terminal)
                 show_result(outcome, as_json)
                 return 0
         if as_json:
             common.print_json({"execution_id": execution_id, "cancel_requested": True})
         else:
-            common.stdout.print(f"cancellation requested for {execution_id}", highlight=False)
+            console.stdout.print(f"cancellation requested for {execution_id}", highlight=False)
         return 0
 
     common.run(body(), as_json=as_json)
@@ -291,7 +254,7 @@ def list_executions(
         if as_json:
             common.print_json(list(rows))
         else:
-            common.stdout.print(executions_table(rows))
+            console.stdout.print(console.executions_table(rows))
         return 0
 
     common.run(body(), as_json=as_json)
@@ -323,51 +286,14 @@ def _filter(
         raise InvalidParameters(f"invalid list filter: {problems}") from None
 
 
-def steps_table(parent_id: str, steps: list[ExecutionInfo]) -> Table:
-    """A composite's steps (child executions) as a rich table, for ``status``."""
-    table = Table(title="steps", title_justify="left", show_lines=False)
-    for column in ("step", "tool", "status", "duration", "error"):
-        table.add_column(column, overflow="fold")
-    for row in steps:
-        table.add_row(
-            row.execution_id.removeprefix(parent_id + "."),
-            f"{row.tool_id} {row.version or ''}".strip(),
-            styled(row.status),
-            f"{row.duration_ms} ms" if row.duration_ms is not None else "",
-            row.error_message or "",
-        )
-    return table
-
-
-def executions_table(rows: list[ExecutionInfo], *, title: str | None = None) -> Table:
-    """Executions as a rich table (used by ``list`` and the demo)."""
-    table = Table(title=title, show_lines=False)
-    for column in ("execution", "tool", "status", "tenant", "user", "started (UTC)", "duration", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            row.execution_id,
-            f"{row.tool_id} {row.version or ''}".strip(),
-            styled(row.status),
-            row.tenant_id,
-            row.user_id,
-            row.start_time.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{row.duration_ms} ms" if row.duration_ms is not None else "",
-            row.error_message or "",
-        )
-    if not rows:
-        table.caption = "no executions match"
-    return table
-
-
 def register(app: typer.Typer) -> None:
     """Add the execution commands to ``app``."""
-    app.command()(run)
-    app.command()(start)
+    app.command(name="run")(request_command(wait=True))
+    app.command(name="start")(request_command(wait=False))
     app.command()(status)
     app.command()(result)
     app.command()(cancel)
     app.command(name="list")(list_executions)
 
 
-__all__ = ["executions_table", "register", "render_result", "styled"]
+__all__ = ["register"]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from starter import console
 from starter.cli import common
 from starter.projection_admin import rebuild, verify
 from stepflow.errors import ExecutionNotFound
@@ -43,7 +44,7 @@ def metrics(tool: ToolOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = F
         table.add_row("current concurrent", str(figures.current_concurrent_executions))
         table.add_row("queue length", str(figures.queue_length))
         table.add_row("error rate", f"{figures.error_rate:.1%}")
-        common.stdout.print(table)
+        console.stdout.print(table)
         return 0
 
     common.run(body(), as_json=as_json)
@@ -52,7 +53,7 @@ def metrics(tool: ToolOpt = None, tenant: TenantOpt = None, as_json: JsonOpt = F
 def _print_line(entry: LogEntry) -> None:
     context = {k: v for k, v in entry.metadata.items() if k not in ("seq", "tool_id", "version")}
     extra = " ".join(f"{key}={value}" for key, value in context.items())
-    common.stdout.print(
+    console.stdout.print(
         f"{entry.timestamp:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f" {entry.level.value:<7} {entry.message} {extra}".rstrip(),
         highlight=False,
         markup=False,
@@ -112,10 +113,10 @@ def verify_command(task_queue: TaskQueueOpt = None, as_json: JsonOpt = False) ->
             )
         else:
             for mismatch in report.mismatches:
-                common.stdout.print(str(mismatch), highlight=False, markup=False)
+                console.stdout.print(str(mismatch), highlight=False, markup=False)
             for execution_id, reason in report.skipped.items():
-                common.stdout.print(f"{execution_id}: skipped ({reason})", highlight=False, markup=False)
-            common.stdout.print(
+                console.stdout.print(f"{execution_id}: skipped ({reason})", highlight=False, markup=False)
+            console.stdout.print(
                 f"checked {report.checked} executions: {len(report.wrong_ids)} with mismatches, "
                 f"{len(report.skipped)} skipped",
                 highlight=False,
@@ -143,7 +144,7 @@ def rebuild_command(task_queue: TaskQueueOpt = None, as_json: JsonOpt = False) -
         if as_json:
             common.print_json(summary)
         else:
-            common.stdout.print(
+            console.stdout.print(
                 f"rebuilt {written} rows ({len(before.wrong_ids)} mismatched before, {len(after.wrong_ids)} after)",
                 highlight=False,
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,29 +70,40 @@ def build_options(timeout: float | None, retries: int, retry_delay: int | None, 
     )
 
 
+@dataclass(frozen=True)
+class RequestContext:
+    """``--tenant``, ``--user``, ``--session`` and ``--request-id`` as given."""
+
+    tenant: str = "default"
+    user: str = "anonymous"
+    session: str = ""
+    request_id: str | None = None
+
+
 def build_request(
     tool: str,
     pairs: list[str] | None,
     params_json: str | None,
-    version: str | None,
-    tenant: str,
-    user: str,
-    session: str,
-    request_id: str | None,
-    timeout: float | None,
-    retries: int,
-    retry_delay: int | None,
-    priority: Priority,
+    *,
+    version: str | None = None,
+    context: RequestContext | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_delay: int | None = None,
+    priority: Priority = Priority.NORMAL,
 ) -> ExecutionRequest:
     """The request the ``run`` / ``start`` options describe, or InvalidParameters saying what is wrong."""
     parameters = parse_params(pairs, params_json)
     options = build_options(timeout, retries, retry_delay, priority)
+    who = context or RequestContext()
     try:
         return ExecutionRequest(
             tool_id=tool,
             version=version,
             parameters=parameters,
-            context=ExecutionContext(tenant_id=tenant, user_id=user, session_id=session, request_id=request_id or ""),
+            context=ExecutionContext(
+                tenant_id=who.tenant, user_id=who.user, session_id=who.session, request_id=who.request_id or ""
+            ),
             options=options,
         )
     except ValidationError as exc:

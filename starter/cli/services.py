@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 import structlog
 import typer
 
+from starter import console
 from starter.cli import common
-from starter.server import DevServer
+from starter.server import running_server, stop_event
 from stepflow.config import Settings, TemporalSettings
 from stepflow.errors import InternalError
 from stepflow.temporal import connect
@@ -45,36 +43,6 @@ def with_server_options(config: Settings, address: str | None, ui_port: int | No
     return config.model_copy(update={"temporal": temporal})
 
 
-def stop_event() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM (Ctrl-C included)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-@asynccontextmanager
-async def running_server(config: Settings, *, headless: bool) -> AsyncIterator[DevServer]:
-    """Start the dev server, announce where it listens, stop it (and wait for it) on the way out."""
-    server = DevServer(config, headless=headless)
-    try:
-        await server.start_async()
-    except BaseException:
-        await asyncio.to_thread(server.stop)
-        raise
-    try:
-        common.stdout.print(
-            f"Temporal dev server: [bold]{server.where.address}[/] (namespace {config.temporal.namespace})"
-        )
-        if not headless:
-            common.stdout.print(f"Temporal Web UI:     [bold]{server.where.ui_url}[/]")
-        common.stdout.print(f"Server log:          {server.log_path}", highlight=False)
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
-
-
 def server(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: HeadlessOpt = False) -> None:
     """Run the embedded Temporal dev server (with the Web UI) until Ctrl-C; state persists in the data dir."""
 
@@ -89,7 +57,7 @@ def server(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: Head
             stopping.cancel()
             if exited.done():
                 raise InternalError(f"the Temporal dev server exited with code {exited.result()}; see {dev.log_path}")
-            common.stderr.print("stopping the Temporal dev server")
+            console.stderr.print("stopping the Temporal dev server")
         return 0
 
     common.run(body())
@@ -163,7 +131,7 @@ def dev(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: Headles
             exited = asyncio.create_task(dev_server.wait())
             exited.add_done_callback(lambda _: stop.set())
             if not stop.is_set():
-                common.stdout.print("Worker starting on task queue " + config.temporal.task_queue, highlight=False)
+                console.stdout.print("Worker starting on task queue " + config.temporal.task_queue, highlight=False)
                 await run_worker(config, stop=stop)
             if exited.done():
                 raise InternalError(
@@ -197,4 +165,4 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
 
 
-__all__ = ["register", "running_server", "with_server_options"]
+__all__ = ["register", "with_server_options"]

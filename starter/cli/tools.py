@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from starter import console
 from starter.cli import common
 
 
@@ -33,7 +34,7 @@ def tools(
             common.print_json(entries)
             return 0
         if not entries:
-            common.stderr.print(
+            console.stderr.print(
                 "no tools registered yet: a worker registers its tools when it starts "
                 "(`stepflow worker`, or `stepflow dev` for a server and a worker)"
             )
@@ -43,7 +44,7 @@ def tools(
             table.add_column(column, overflow="fold")
         for entry in entries:
             table.add_row(entry["id"], ", ".join(entry["versions"]), entry["kind"], entry["description"])
-        common.stdout.print(table)
+        console.stdout.print(table)
         return 0
 
     common.run(body(), as_json=as_json)

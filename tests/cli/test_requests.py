@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from starter.cli.common import EXIT_CODES, EXIT_NOT_FINISHED, exit_code_for_result
-from starter.cli.requests import build_request, parse_params, parse_time
+from starter.cli.requests import RequestContext, build_request, parse_params, parse_time
 from stepflow.errors import ERROR_KINDS, InvalidParameters
 from stepflow.models import ErrorInfo, ExecutionMetadata, ExecutionResult, ExecutionStatus, Priority
 
@@ -46,12 +46,20 @@ def test_malformed_parameters(pairs: list[str], params: str | None, says: str) -
 )
 def test_bad_options(timeout: float | None, retries: int, delay: int | None, says: str) -> None:
     with pytest.raises(InvalidParameters, match=says):
-        build_request("echo", None, None, None, "t", "u", "", None, timeout, retries, delay, Priority.NORMAL)
+        build_request("echo", None, None, timeout=timeout, retries=retries, retry_delay=delay)
 
 
 def test_a_full_request() -> None:
     request = build_request(
-        "sleep", ["seconds=2"], None, "1.0.0", "acme", "ann", "s1", "r1", 1.5, 2, 250, Priority.HIGH
+        "sleep",
+        ["seconds=2"],
+        None,
+        version="1.0.0",
+        context=RequestContext(tenant="acme", user="ann", session="s1", request_id="r1"),
+        timeout=1.5,
+        retries=2,
+        retry_delay=250,
+        priority=Priority.HIGH,
     )
     assert request.parameters == {"seconds": 2}
     assert (request.version, request.context.tenant_id, request.context.request_id) == ("1.0.0", "acme", "r1")
