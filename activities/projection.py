@@ -1,13 +1,14 @@
-"""Projection activities: validate a request and write its row; write an execution's terminal state.
+"""The workflow's bookkeeping activities: a composite's start, and every end its one activity did not record.
 
 They run as local activities of ToolExecutionWorkflow (cheap: no task-queue round trip) and are retried
 with backoff while the database is unavailable (a failed write raises the retryable DatabaseError), so a
-projection outage delays the bookkeeping, never the tool's result.
+projection outage delays the bookkeeping, never the execution's result.
 
-Besides the ``executions`` row they write the engine's lifecycle lines of ``execution_logs``: "validated" (or
-"validation failed: ...") with the row, and the terminal line ("completed", "failed: ...", "timed out: ...",
-"cancelled") with the terminal status, together with the ``duration_ms`` / ``attempts`` / ``output_bytes``
-metrics (see :meth:`~stepflow.db.projection.Projection.finish_execution`).
+- ``prepare_execution`` (composites): validate the request, insert the row (``running``: a composite runs
+  from its start) with its "validated" line, hand over the plan of steps.
+- ``finish_execution``: write the terminal status, output, error, end time and duration with the terminal
+  line and metrics (:meth:`~stepflow.db.writer.ProjectionWriter.record_execution_end`), inserting the row
+  first if the execution never wrote one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from temporalio import activity
 from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION
 from activities.validation import check_request
 from stepflow.config import ExecutorSettings
-from stepflow.contracts import PreparedExecution, RecordEndInput, RecordStartInput
-from stepflow.db.projection import Projection
-from stepflow.errors import DatabaseError, ExecutorError, to_application_error
+from stepflow.contracts import FinishInput, PreparedExecution, PrepareInput
+from stepflow.db.writer import ExecutionStart, ProjectionWriter
+from stepflow.errors import DatabaseError, ExecutorError, InternalError, to_application_error
 from stepflow.models import ExecutionStatus
 from stepflow.registry import ToolRegistry
 from stepflow.tools.composite import CompositeTool
@@ -30,76 +31,64 @@ log = structlog.get_logger(__name__)
 
 
 class ProjectionActivities:
-    """Validation against the registry and idempotent writes of the executions row."""
+    """Validation against the registry and the workflow's idempotent writes of the executions row."""
 
-    def __init__(self, registry: ToolRegistry, projection: Projection, executor: ExecutorSettings) -> None:
+    def __init__(self, registry: ToolRegistry, writer: ProjectionWriter, executor: ExecutorSettings) -> None:
         self._registry = registry
-        self._projection = projection
+        self._writer = writer
         self._executor = executor
 
     @activity.defn(name=PREPARE_EXECUTION)
-    async def prepare_execution(self, start: RecordStartInput) -> PreparedExecution:
-        """Resolve the tool (ToolNotFound has no row to write), insert the row, then check the parameters.
+    async def prepare_execution(self, job: PrepareInput) -> PreparedExecution:
+        """Resolve the composite (ToolNotFound has no row to write), insert its row, check its parameters.
 
         Invalid parameters or limits come back as ``error`` so the workflow records them on the row.
         """
-        request = start.request
+        request = job.request
         try:
-            checked = check_request(self._registry, self._executor, start.execution_id, request)
+            checked = check_request(self._registry, self._executor, job.execution_id, request)
+            definition = checked.definition
+            if not isinstance(definition, CompositeTool):
+                raise InternalError(
+                    f"tool {request.tool_id!r} is not a composite on this worker but was started as one: the "
+                    "workers disagree on their tools; run them with the same STEPFLOW_TOOL_MODULES/_FILES"
+                )
         except ExecutorError as error:
             raise to_application_error(error) from None
-        definition = checked.definition
-        plan = definition.plan if isinstance(definition, CompositeTool) else None
-        await self._projection.insert_execution(
-            start.execution_id,
-            request,
-            version=definition.version,
-            start_time=start.start_time,
-            # a composite runs no run_tool activity that would mark it running: it runs from the start
-            status=ExecutionStatus.RUNNING if plan is not None and checked.invalid is None else ExecutionStatus.PENDING,
-            log=checked.line,
-        )
+        status = ExecutionStatus.RUNNING if checked.invalid is None else ExecutionStatus.PENDING
+        start = ExecutionStart(job.execution_id, request, definition.version, job.start_time, status)
+        await self._writer.record_execution_start(start, lines=[] if checked.line is None else [checked.line])
         return PreparedExecution(
             version=definition.version,
             kind=definition.kind,
             parameters=checked.parameters,
             error=checked.invalid,
-            plan=plan,
+            plan=definition.plan,
         )
 
     @activity.defn(name=FINISH_EXECUTION)
-    async def finish_execution(self, end: RecordEndInput) -> str | None:
-        """Write the terminal status, output, error, end time and duration (once).
+    async def finish_execution(self, end: FinishInput) -> str | None:
+        """Write the terminal state (once), inserting the row first if it is missing.
 
-        With ``end.start`` (the one-activity path, whose activity may have failed before writing the row) the
-        row is inserted first if it is missing, and the version on the row is returned: it goes into the
-        history with this activity's result, where ``projection rebuild`` finds it.
+        Returns the version on the row: it goes into the history with this activity's result, where
+        ``projection rebuild`` finds it; None when the execution cannot have a row (its tool is unknown to
+        the tools table, so the row's foreign key has nothing to point at).
         """
-        if end.start is not None and not await self._insert_if_missing(end.execution_id, end.start):
-            return None
-        await self._projection.finish_execution(
-            end.execution_id, status=end.status, end_time=end.end_time, output=end.output, error=end.error
-        )
-        if end.start is None:
-            return None
-        row = await self._projection.get_execution(end.execution_id)
-        return None if row is None else str(row.version)
-
-    async def _insert_if_missing(self, execution_id: str, start: RecordStartInput) -> bool:
-        """Insert the row unless it exists; False if it cannot exist (the tools table lacks its tool)."""
-        version = start.request.version
+        request, result = end.request, end.result
+        version = result.metadata.version or request.version
         if version is None:
             try:
-                version = self._registry.resolve(start.request.tool_id).version
+                version = self._registry.resolve(request.tool_id).version
             except ExecutorError:
                 version = "unknown"
+        start_time = result.timing.start_time or result.timing.end_time
+        assert start_time is not None, "a workflow's result always has its timing"
+        start = ExecutionStart(result.execution_id, request, version, start_time)
         try:
-            await self._projection.insert_execution(
-                execution_id, start.request, version=version, start_time=start.start_time
-            )
+            await self._writer.record_execution_end(start, result)
         except DatabaseError as error:
             if isinstance(error.__cause__, IntegrityError):
-                log.warning("execution not recorded: its tool is unknown", execution_id=execution_id)
-                return False
+                log.warning("execution not recorded: its tool is unknown", execution_id=result.execution_id)
+                return None
             raise
-        return True
+        return version

@@ -1,4 +1,4 @@
-"""The ToolContext a tool sees while it runs inside the ``run_tool`` activity, and the attempt's log buffer.
+"""The ToolContext a tool sees while it runs inside the ``run_and_record`` activity, and the attempt's log buffer.
 
 Every line a tool logs through ``ctx.logger`` (structlog-style: ``ctx.logger.info("event", key=value)``) goes
 to the worker's structlog output and into an :class:`AttemptLog`: a bounded in-memory buffer the activity
@@ -9,15 +9,43 @@ retried flush never duplicates it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from stepflow.contracts import RunToolInput
-from stepflow.models import ExecutionContext, LogEntry, LogLevel, Metric, ResourceLimits
+from stepflow.models import ExecutionContext, ExecutionRequest, JsonDict, LogEntry, LogLevel, Metric, ResourceLimits
 
 MAX_MESSAGE_CHARS = 8_192
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """One execution's run of its tool: the resolved version, validated parameters and the retry plan."""
+
+    execution_id: str
+    request: ExecutionRequest
+    version: str
+    parameters: JsonDict
+    retry_delay_ms: int = 0
+    max_attempts: int = 1
+
+    @property
+    def tool_id(self) -> str:
+        return self.request.tool_id
+
+    @property
+    def context(self) -> ExecutionContext:
+        return self.request.context
+
+    @property
+    def resource_limits(self) -> ResourceLimits:
+        return self.request.options.resource_limits
+
+    @property
+    def logging_level(self) -> LogLevel:
+        return self.request.options.logging_level
 
 
 def _jsonable(value: Any) -> Any:
@@ -40,7 +68,7 @@ class AttemptLog:
 
     def __init__(
         self,
-        run: RunToolInput,
+        run: ToolRun,
         attempt: int,
         *,
         max_lines: int = 10_000,
@@ -135,7 +163,7 @@ class AttemptLogger:
 class ActivityToolContext:
     """Identity, a logger writing to execution_logs, progress and metrics for one attempt of one execution."""
 
-    def __init__(self, run: RunToolInput, attempt: int, *, cancel_grace: float = 5.0) -> None:
+    def __init__(self, run: ToolRun, attempt: int, *, cancel_grace: float = 5.0) -> None:
         self._run = run
         self._attempt = attempt
         self._cancel_grace = cancel_grace

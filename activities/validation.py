@@ -1,8 +1,8 @@
 """Checking a request against the registry and the engine's caps, shared by both ways an execution starts.
 
-``prepare_execution`` (the local activity of composites and of executions started without a kind) and
-``run_and_record`` (the one activity of an atomic tool's execution) resolve and validate a request the same
-way, and record the same "validated" / "validation failed: ..." lifecycle line.
+``prepare_execution`` (the local activity of a composite) and ``run_and_record`` (the one activity of an
+atomic tool's execution) resolve and validate a request the same way, and record the same "validated" /
+"validation failed: ..." lifecycle line.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ async def _full(runs: int) -> dict[str, list[float]]:
         try:
             registry = build_registry(settings)
             projection = await Projection.open(settings.resolved_database_url)
-            await projection.upsert_tools([definition.info() for definition in registry.all()])
+            await projection.writer.upsert_tools([definition.info() for definition in registry.all()])
             executor = Executor(env.client, projection, settings)
             async with build_worker(env.client, settings, registry, projection):
                 found = {}

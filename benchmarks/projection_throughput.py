@@ -44,6 +44,7 @@ from stepflow import search_attributes
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
 from stepflow.converter import DATA_CONVERTER
 from stepflow.db.projection import Projection
+from stepflow.db.writer import ExecutionStart
 from stepflow.logging import configure_logging
 from stepflow.models import ExecutionFilter, ExecutionRequest, LogEntry, LogLevel, ToolInfo
 from worker.build import build_registry, build_worker
@@ -96,7 +97,7 @@ async def product(client: Client, n: int, data_dir: Path) -> tuple[float, int]:
     settings = _settings(Path(tempfile.mkdtemp(dir=data_dir)))  # a fresh projection for each run
     registry = build_registry(settings)
     projection = await Projection.open(settings.resolved_database_url)
-    await projection.upsert_tools([definition.info() for definition in registry.all()])
+    await projection.writer.upsert_tools([definition.info() for definition in registry.all()])
     executor = Executor(client, projection, settings)
     try:
         async with build_worker(client, settings, registry, projection):
@@ -106,7 +107,7 @@ async def product(client: Client, n: int, data_dir: Path) -> tuple[float, int]:
             )
             await asyncio.gather(*(client.get_workflow_handle(i).result() for i in ids))
             rate = n / (time.perf_counter() - started)
-        rows = len(await projection.list_executions(ExecutionFilter(limit=10_000)))
+        rows = len(await projection.reader.list_executions(ExecutionFilter(limit=10_000)))
         if rows != n:
             raise RuntimeError(f"{rows} executions rows for {n} executions")
         return rate, projection.committer.transactions
@@ -120,7 +121,7 @@ async def writer(rows: int, max_batch: int, data_dir: Path) -> float:
         f"sqlite+aiosqlite:///{data_dir / f'writer-{max_batch}.db'}", max_batch=max_batch
     )
     try:
-        await projection.upsert_tools([ToolInfo(id="echo", version="1.0.0")])
+        await projection.writer.upsert_tools([ToolInfo(id="echo", version="1.0.0")])
         now = datetime.now(UTC)
 
         async def one(i: int) -> None:
@@ -132,9 +133,8 @@ async def writer(rows: int, max_batch: int, data_dir: Path) -> float:
                 timestamp=now,
                 metadata={"seq": "prepare"},
             )
-            await projection.insert_execution(
-                execution_id, ExecutionRequest(tool_id="echo"), version="1.0.0", start_time=now, log=line
-            )
+            start = ExecutionStart(execution_id, ExecutionRequest(tool_id="echo"), "1.0.0", now)
+            await projection.writer.record_execution_start(start, lines=[line])
 
         started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(rows)))

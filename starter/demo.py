@@ -214,7 +214,7 @@ async def run_case(executor: Executor, case: DemoCase) -> CaseOutcome:
     with contextlib.suppress(WorkflowFailureError):  # the typed error is read from the result below
         await executor.client.get_workflow_handle(execution_id).result()
     result = await executor.get_execution_result(execution_id)
-    row = await executor.projection.get_execution(execution_id)
+    row = await executor.projection.reader.get_execution(execution_id)
     outcome = CaseOutcome(
         case=case,
         execution_id=execution_id,

@@ -1,4 +1,4 @@
-"""The Executor: the spec's six methods over the Temporal client (live state) and the SQL projection (history).
+"""The Executor: the spec's methods over the Temporal client (live state) and the SQL projection (history).
 
 ::
 
@@ -6,21 +6,16 @@
         result = await executor.execute_tool(ExecutionRequest(tool_id="echo", parameters={"message": "hi"}))
 
 Live questions (status, result, cancel) go to Temporal; when Temporal has dropped an execution's history
-the projection answers instead. Lists always come from the projection. A ``tenant_id`` given to a read or
-cancel restricts it to that tenant's executions: another tenant's execution is PermissionDenied.
+the projection answers instead. Lists, logs and metrics come from the projection. A ``tenant_id`` given to
+a read or cancel restricts it to that tenant's executions: another tenant's execution is PermissionDenied.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from types import TracebackType
 from typing import Any
 
-import structlog
-from sqlalchemy.engine import Row
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -28,27 +23,23 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import (
-    Priority as TemporalPriority,
-)
-from temporalio.common import (
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.admission import AdmissionControl
+from starter.tool_catalog import ToolCatalog
 from stepflow import search_attributes as sa
+from stepflow import temporal_state
 from stepflow.config import Settings, load_settings
-from stepflow.contracts import ToolExecutionInput, WorkflowRuntimeOptions
+from stepflow.contracts import SchedulingOptions, ToolExecutionInput, WorkflowRuntimeOptions
+from stepflow.db import rows
 from stepflow.db.projection import Projection
 from stepflow.errors import (
     ExecutionNotFound,
-    ExecutorError,
     InternalError,
+    InvalidParameters,
     PermissionDenied,
-    ResourceLimitExceeded,
-    ToolNotFound,
     from_failure,
 )
 from stepflow.models import (
@@ -66,48 +57,9 @@ from stepflow.models import (
     Metric,
     MetricFilter,
 )
-from stepflow.monitoring import SqlMonitoring, queue_length
+from stepflow.monitoring import queue_length
 from stepflow.temporal import connect
-from workflows import ToolExecutionWorkflow
-
-log = structlog.get_logger(__name__)
-
-BACKLOG_CHECK_INTERVAL = 1.0  # seconds between two reads of the task queue's backlog (admission control)
-TOOL_CACHE_SECONDS = 5.0  # how long a tool found in the tools table is taken as known without reading it again
-_EXECUTION_NAMESPACE = uuid.UUID("5b0f3c1e-2d7a-4c1b-9a43-7f1f0d6a1c55")
-
-_CLOSED_STATUS = {
-    WorkflowExecutionStatus.COMPLETED: ExecutionStatus.COMPLETED,
-    WorkflowExecutionStatus.FAILED: ExecutionStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED: ExecutionStatus.CANCELLED,
-    WorkflowExecutionStatus.TERMINATED: ExecutionStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT: ExecutionStatus.TIMED_OUT,
-}
-
-
-def execution_id_for(tenant_id: str, request_id: str) -> str:
-    """The execution id of a tenant's request: the same request id always names the same execution."""
-    return f"exec-{uuid.uuid5(_EXECUTION_NAMESPACE, f'{tenant_id}/{request_id}')}"
-
-
-def status_from_description(description: WorkflowExecutionDescription) -> ExecutionStatus:
-    """Temporal's view of an execution's status, refined by the StepflowStatus search attribute."""
-    recorded = description.typed_search_attributes.get(sa.STATUS)
-    if description.status in (
-        None,
-        WorkflowExecutionStatus.RUNNING,
-        WorkflowExecutionStatus.CONTINUED_AS_NEW,
-    ):
-        pending = description.raw_description.pending_activities
-        if any(a.state != PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED for a in pending):
-            return ExecutionStatus.RUNNING
-        if description.raw_description.pending_children:  # a composite whose steps run
-            return ExecutionStatus.RUNNING
-        return ExecutionStatus.PENDING
-    status = _CLOSED_STATUS[description.status]
-    if status is ExecutionStatus.FAILED and recorded == ExecutionStatus.TIMED_OUT.value:
-        return ExecutionStatus.TIMED_OUT
-    return status
+from stepflow.workflow_start import WORKFLOW_NAME, execution_id_for, start_options
 
 
 class Executor:
@@ -117,12 +69,8 @@ class Executor:
         self.client = client
         self.projection = projection
         self.settings = settings
-        self.monitoring = SqlMonitoring(projection, client, settings.temporal.task_queue)
-        self._backlog = 0
-        self._backlog_read_at = -BACKLOG_CHECK_INTERVAL
-        self._backlog_lock = asyncio.Lock()
-        self._tools: dict[str, tuple[float, Row[Any]]] = {}
-        self._tool_reads: dict[str, asyncio.Future[Row[Any] | None]] = {}
+        self._admission = AdmissionControl(client, settings.temporal.task_queue, settings.scheduler.queue_size)
+        self._tools = ToolCatalog(projection.reader)
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> Executor:
@@ -143,7 +91,7 @@ class Executor:
     ) -> None:
         await self.close()
 
-    # --- the spec's six methods -------------------------------------------------------------------
+    # --- the spec's methods ---------------------------------------------------------------------------
 
     async def execute_tool(self, request: ExecutionRequest) -> ExecutionResult:
         """Start the execution and wait for it; a failed execution raises its error kind."""
@@ -157,30 +105,23 @@ class Executor:
 
     async def execute_tool_async(self, request: ExecutionRequest) -> str:
         """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
-        kind = await self._check_tool(request)
-        await self._admit()
-        context = request.context
-        if not context.request_id:
-            context = context.model_copy(update={"request_id": str(uuid.uuid4())})
+        kind = await self._tools.kind_of(request)
+        if request.context.parent_execution_id is not None:
+            await self._check_parent(request.context.parent_execution_id, request.context.tenant_id)
+        await self._admission.admit()
+        if not request.context.request_id:
+            context = request.context.model_copy(update={"request_id": str(uuid.uuid4())})
             request = request.model_copy(update={"context": context})
-        execution_id = execution_id_for(context.tenant_id, context.request_id)
-        options = request.options
-        scheduler = self.settings.scheduler
+        execution_id = execution_id_for(request.context.tenant_id, request.context.request_id)
+        job = ToolExecutionInput(execution_id=execution_id, request=request, runtime=self._runtime(), kind=kind)
         try:
             await self.client.start_workflow(
-                ToolExecutionWorkflow.run,
-                ToolExecutionInput(execution_id=execution_id, request=request, runtime=self._runtime(), kind=kind),
-                id=execution_id,
+                WORKFLOW_NAME,
+                job,
                 task_queue=self.settings.temporal.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=sa.for_new_execution(
-                    request, status=ExecutionStatus.PENDING if kind == "composite" else None
-                ),
-                priority=TemporalPriority(
-                    priority_key=options.priority.priority_key if scheduler.enable_priority_queue else None,
-                    fairness_key=context.tenant_id if scheduler.enable_fair_scheduling else None,
-                ),
+                **start_options(job).as_kwargs(),
             )
         except WorkflowAlreadyStartedError:
             pass  # the same request was started before: that execution is the answer
@@ -191,22 +132,6 @@ class Executor:
     async def get_execution_status(self, execution_id: str, *, tenant_id: str | None = None) -> ExecutionStatus:
         """The execution's current status."""
         return (await self.get_execution_progress(execution_id, tenant_id=tenant_id)).status
-
-    async def get_execution_progress(self, execution_id: str, *, tenant_id: str | None = None) -> ExecutionProgress:
-        """Status plus the current attempt and the tool's last reported progress (from its heartbeats)."""
-        description = await self._describe(execution_id, tenant_id)
-        if description is None:
-            row = await self._row(execution_id, tenant_id)
-            return ExecutionProgress(execution_id=execution_id, status=ExecutionStatus(row.status))
-        progress = ExecutionProgress(execution_id=execution_id, status=status_from_description(description))
-        for pending in description.raw_description.pending_activities:
-            progress.attempt = pending.attempt
-            if pending.heartbeat_details.payloads:
-                details = await self.client.data_converter.decode(pending.heartbeat_details.payloads)
-                progress.progress = details[0] if details else None
-            if pending.HasField("last_failure"):
-                progress.last_failure = pending.last_failure.message
-        return progress
 
     async def cancel_execution(self, execution_id: str, *, tenant_id: str | None = None) -> None:
         """Ask Temporal to cancel the execution; the tool is stopped and the status becomes cancelled."""
@@ -221,8 +146,8 @@ class Executor:
         """The execution's result so far: output when completed, the typed error when not."""
         description = await self._describe(execution_id, tenant_id)
         if description is None:
-            return self._result_from_row(await self._row(execution_id, tenant_id))
-        status = status_from_description(description)
+            return rows.execution_result(await self._row(execution_id, tenant_id))
+        status = temporal_state.live_status(description)
         timing = ExecutionTiming(start_time=description.start_time, end_time=description.close_time)
         if description.close_time is not None:
             timing.duration_ms = int((description.close_time - description.start_time).total_seconds() * 1000)
@@ -249,109 +174,68 @@ class Executor:
 
     async def list_executions(self, execution_filter: ExecutionFilter | None = None) -> list[ExecutionInfo]:
         """Executions from the SQL projection, newest first."""
-        return await self.projection.list_executions(execution_filter)
+        return await self.projection.reader.list_executions(execution_filter)
+
+    # --- beyond the spec's six: progress, steps, logs and metrics -----------------------------------------
+
+    async def get_execution_progress(self, execution_id: str, *, tenant_id: str | None = None) -> ExecutionProgress:
+        """Status plus the current attempt and the tool's last reported progress (from its heartbeats)."""
+        description = await self._describe(execution_id, tenant_id)
+        if description is None:
+            row = await self._row(execution_id, tenant_id)
+            return ExecutionProgress(execution_id=execution_id, status=ExecutionStatus(row.status))
+        return await temporal_state.progress(self.client.data_converter, description)
 
     async def list_steps(self, execution_id: str, *, tenant_id: str | None = None) -> list[ExecutionInfo]:
         """The child executions of a composite (its steps), in the order they started; [] for other tools."""
-        rows = await self.projection.list_executions(
+        found = await self.projection.reader.list_executions(
             ExecutionFilter(parent_execution_id=execution_id, tenant_id=tenant_id, limit=10_000)
         )
-        return sorted(rows, key=lambda row: (row.start_time, row.execution_id))
-
-    # --- monitoring (projection) -------------------------------------------------------------------
-
-    async def get_metrics(self, metric_filter: MetricFilter | None = None) -> ExecutionMetrics:
-        """ExecutionMetrics: counts from the projection, queue length from the task queue's backlog."""
-        return await self.monitoring.execution_metrics(metric_filter)
-
-    async def get_metric_rows(self, metric_filter: MetricFilter | None = None) -> list[Metric]:
-        """Rows of execution_metrics (the spec's ``Monitoring.get_metrics``)."""
-        return await self.monitoring.get_metrics(metric_filter)
+        return sorted(found, key=lambda row: (row.start_time, row.execution_id))
 
     async def get_logs(self, execution_id: str, *, after_id: int = 0, tenant_id: str | None = None) -> list[LogEntry]:
         """An execution's log lines (tool lines and lifecycle events), oldest first."""
         if tenant_id is not None:
             await self._row(execution_id, tenant_id)
-        return await self.projection.get_logs(execution_id, after_id=after_id)
+        return await self.projection.reader.get_logs(execution_id, after_id=after_id)
 
-    # --- helpers ----------------------------------------------------------------------------------
+    async def get_metrics(self, metric_filter: MetricFilter | None = None) -> ExecutionMetrics:
+        """ExecutionMetrics: counts from the projection, queue length from the task queue's backlog."""
+        backlog = await queue_length(self.client, self.settings.temporal.task_queue)
+        return await self.projection.reader.execution_metrics(metric_filter, queue_length=backlog)
+
+    async def get_metric_rows(self, metric_filter: MetricFilter | None = None) -> list[Metric]:
+        """Rows of execution_metrics (the spec's ``Monitoring.get_metrics``)."""
+        return await self.projection.reader.get_metrics(metric_filter)
+
+    # --- helpers ----------------------------------------------------------------------------------------
 
     def _runtime(self) -> WorkflowRuntimeOptions:
-        executor = self.settings.executor
+        executor, scheduler = self.settings.executor, self.settings.scheduler
         return WorkflowRuntimeOptions(
             default_timeout=executor.default_timeout_delta,
             default_retry_delay=executor.retry_delay_delta,
             max_retry_count=executor.max_retry_count,
             heartbeat_timeout=executor.heartbeat_timeout_delta,
             cancel_grace=executor.cancel_grace_delta,
+            scheduling=SchedulingOptions(
+                priority_levels=scheduler.priority_levels,
+                send_priority=scheduler.enable_priority_queue,
+                send_fairness=scheduler.enable_fair_scheduling,
+            ),
         )
 
-    async def _admit(self) -> None:
-        """Refuse new executions while the task queue's backlog is at STEPFLOW_SCHEDULER_QUEUE_SIZE.
-
-        Temporal's own backlog statistics are the queue length. They are read at most once a second, and
-        concurrent starts share that one reading (a burst of starts must not become a burst of RPCs).
-        """
-        limit = self.settings.scheduler.queue_size
-        if limit == 0:
-            return
-        if time.monotonic() - self._backlog_read_at >= BACKLOG_CHECK_INTERVAL:
-            async with self._backlog_lock:
-                if time.monotonic() - self._backlog_read_at >= BACKLOG_CHECK_INTERVAL:
-                    await self._read_backlog()
-        if self._backlog >= limit:
-            raise ResourceLimitExceeded(
-                f"the task queue {self.settings.temporal.task_queue!r} has {self._backlog} tasks waiting for a "
-                f"worker, at or above STEPFLOW_SCHEDULER_QUEUE_SIZE={limit}; retry later, start more workers or "
-                "raise the limit"
-            )
-
-    async def _read_backlog(self) -> None:
+    async def _check_parent(self, parent_id: str, tenant_id: str) -> None:
+        """InvalidParameters unless ``parent_id`` names an execution of the same tenant (in Temporal or SQL)."""
         try:
-            self._backlog = await queue_length(self.client, self.settings.temporal.task_queue)
-        except InternalError as error:
-            cause = error.__cause__
-            if isinstance(cause, RPCError) and cause.status == RPCStatusCode.UNIMPLEMENTED:
-                log.warning("admission control off: this Temporal server reports no task-queue backlog")
-                self._backlog, self._backlog_read_at = 0, float("inf")  # never ask again
+            if await self._describe(parent_id, tenant_id) is not None:
                 return
-            raise
-        self._backlog_read_at = time.monotonic()
-
-    async def _check_tool(self, request: ExecutionRequest) -> str:
-        """ToolNotFound unless the tools table lists the tool (and the version asked for); else its kind.
-
-        A tool found is remembered for TOOL_CACHE_SECONDS (tools are only ever added), and concurrent starts
-        share one read, so a burst of starts does not read the same row each time; a tool or version not
-        found is always looked up afresh.
-        """
-        found_at, known = self._tools.get(request.tool_id, (-TOOL_CACHE_SECONDS, None))
-        fresh = time.monotonic() - found_at < TOOL_CACHE_SECONDS
-        if known is None or not fresh or (request.version is not None and request.version not in known.versions):
-            known = await self._read_tool(request.tool_id)
-        if known is None:
-            raise ToolNotFound(
-                f"unknown tool {request.tool_id!r}; `stepflow tools` lists the registered ones "
-                "(a tool is registered when a worker that has it starts)"
-            )
-        if request.version is not None and request.version not in known.versions:
-            raise ToolNotFound(
-                f"tool {request.tool_id!r} has no version {request.version!r}; versions: {', '.join(known.versions)}"
-            )
-        kind: str = known.kind
-        return kind
-
-    async def _read_tool(self, tool_id: str) -> Row[Any] | None:
-        """The tool's row, read once for all the callers waiting for it at the same time."""
-        reading = self._tool_reads.get(tool_id)
-        if reading is None:
-            reading = asyncio.ensure_future(self.projection.get_tool(tool_id))
-            self._tool_reads[tool_id] = reading
-            reading.add_done_callback(lambda _: self._tool_reads.pop(tool_id, None))
-        row = await asyncio.shield(reading)
-        if row is not None:
-            self._tools[tool_id] = (time.monotonic(), row)
-        return row
+            await self._row(parent_id, tenant_id)
+        except (ExecutionNotFound, PermissionDenied):
+            raise InvalidParameters(
+                f"context.parent_execution_id {parent_id!r} names no execution of tenant {tenant_id!r}; "
+                "leave it empty, or give the id of an execution that exists"
+            ) from None
 
     async def _describe(self, execution_id: str, tenant_id: str | None) -> WorkflowExecutionDescription | None:
         try:
@@ -366,7 +250,7 @@ class Executor:
         return description
 
     async def _row(self, execution_id: str, tenant_id: str | None) -> Any:
-        row = await self.projection.get_execution(execution_id)
+        row = await self.projection.reader.get_execution(execution_id)
         if row is None:
             raise ExecutionNotFound(f"no execution with id {execution_id!r}; `stepflow list` shows recent ones")
         if tenant_id is not None and row.tenant_id != tenant_id:
@@ -376,32 +260,9 @@ class Executor:
     async def _metadata(self, handle: WorkflowHandle[Any, Any]) -> ExecutionMetadata:
         """Who runs what, from the workflow's input (its first history event) when there is no result to say it."""
         async for event in handle.fetch_history_events(page_size=1):
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
-            [job] = await self.client.data_converter.decode(payloads, [ToolExecutionInput])
+            job = await temporal_state.recorded_input(self.client.data_converter, event)
             return ExecutionMetadata.for_request(job.request, job.request.version)
         raise InternalError(f"execution {handle.id} has no history")
 
-    @staticmethod
-    def _result_from_row(row: Any) -> ExecutionResult:
-        error = None
-        if row.error_message:
-            kind, _, message = row.error_message.partition(": ")
-            error = ErrorInfo(type=kind, message=message)
-        return ExecutionResult(
-            execution_id=row.id,
-            status=ExecutionStatus(row.status),
-            output=row.result_data,
-            error=error,
-            metadata=ExecutionMetadata(
-                tool_id=row.tool_id,
-                version=row.version,
-                tenant_id=row.tenant_id,
-                user_id=row.user_id,
-                session_id=row.session_id,
-                parent_execution_id=row.parent_execution_id,
-            ),
-            timing=ExecutionTiming(start_time=row.start_time, end_time=row.end_time, duration_ms=row.duration_ms),
-        )
 
-
-__all__ = ["ExecutionNotFound", "Executor", "ExecutorError", "execution_id_for"]
+__all__ = ["Executor"]

@@ -18,25 +18,19 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecution
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
-from stepflow import search_attributes as sa
+from stepflow import temporal_state
 from stepflow.contracts import PreparedExecution, ToolExecutionInput
 from stepflow.db.projection import Projection
+from stepflow.db.writer import ExecutionStart
 from stepflow.errors import from_failure
 from stepflow.models import ErrorInfo, ExecutionResult, ExecutionStatus, ToolInfo
 
 WORKFLOW_TYPE = "ToolExecutionWorkflow"
 TIME_SLACK = timedelta(seconds=2)
-_CLOSED = {
-    WorkflowExecutionStatus.COMPLETED: ExecutionStatus.COMPLETED,
-    WorkflowExecutionStatus.FAILED: ExecutionStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED: ExecutionStatus.CANCELLED,
-    WorkflowExecutionStatus.TERMINATED: ExecutionStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT: ExecutionStatus.TIMED_OUT,
-}
 
 
 @dataclass
@@ -83,17 +77,6 @@ class TemporalRecord:
     last_task_time: datetime | None = None
 
 
-def expected_status(execution: WorkflowExecution) -> ExecutionStatus | None:
-    """Terminal status of a closed execution (timed out vs failed from StepflowStatus); None while it runs."""
-    if execution.status in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
-        return None
-    status = _CLOSED[execution.status]
-    recorded = execution.typed_search_attributes.get(sa.STATUS)
-    if status is ExecutionStatus.FAILED and recorded == ExecutionStatus.TIMED_OUT.value:
-        return ExecutionStatus.TIMED_OUT
-    return status
-
-
 async def list_executions(client: Client, task_queue: str | None = None) -> list[WorkflowExecution]:
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
     if task_queue:
@@ -104,9 +87,9 @@ async def list_executions(client: Client, task_queue: str | None = None) -> list
 async def load_record(client: Client, execution: WorkflowExecution) -> TemporalRecord:
     """Read the history: the input (request), the prepare marker (version) and the outcome."""
     handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-    if expected_status(execution) is None:  # the list (visibility) lags: ask the execution itself
+    if temporal_state.closed_status(execution) is None:  # the list (visibility) lags: ask the execution itself
         execution = await handle.describe()
-    record = TemporalRecord(execution=execution, status=expected_status(execution))
+    record = TemporalRecord(execution=execution, status=temporal_state.closed_status(execution))
     converter = client.data_converter
     history = await handle.fetch_history()
     task_started: datetime | None = None
@@ -118,8 +101,7 @@ async def load_record(client: Client, execution: WorkflowExecution) -> TemporalR
             record.first_task_time = record.first_task_time or task_started
             record.last_task_time = task_started
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
-            [record.job] = await converter.decode(payloads, [ToolExecutionInput])
+            record.job = await temporal_state.recorded_input(converter, event)
         elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and record.version is None:
             record.version = await _marker_version(converter, event)
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
@@ -204,7 +186,7 @@ async def verify(
     report = VerifyReport()
     records = await _records(client, await list_executions(client, task_queue), concurrency)
     for record in records:
-        row = await projection.get_execution(record.execution.id)
+        row = await projection.reader.get_execution(record.execution.id)
         if row is None and record.error is not None and record.error.type == "ToolNotFound":
             report.skipped[record.execution.id] = "rejected with ToolNotFound: no row by design"
             continue
@@ -223,10 +205,10 @@ async def rebuild(
 ) -> tuple[int, VerifyReport]:
     """Rewrite every missing or wrong row from Temporal's histories; returns (rows written, report before)."""
     if tools:
-        await projection.upsert_tools(tools)
+        await projection.writer.upsert_tools(tools)
     report, records = await verify(client, projection, task_queue=task_queue, concurrency=concurrency)
     wrong = set(report.wrong_ids)
-    known_tools = {row.id for row in await projection.list_tools()}
+    known_tools = {tool.id for tool in await projection.reader.list_tools()}
     written = 0
     for record in sorted(records, key=lambda r: r.execution.start_time):
         if record.execution.id not in wrong or record.job is None:
@@ -234,7 +216,7 @@ async def rebuild(
         request = record.job.request
         if request.tool_id not in known_tools:
             version = record.version or request.version or "unknown"
-            await projection.upsert_tools([ToolInfo(id=request.tool_id, version=version, kind="unknown")])
+            await projection.writer.upsert_tools([ToolInfo(id=request.tool_id, version=version, kind="unknown")])
             known_tools.add(request.tool_id)
         status = record.status
         end_time = record.last_task_time or record.execution.close_time
@@ -243,15 +225,16 @@ async def rebuild(
         error = record.error
         if status is ExecutionStatus.CANCELLED:
             error = ErrorInfo(type="ExecutionCancelled", message="the execution was cancelled")
-        await projection.restore_execution(
+        start = ExecutionStart(
             record.execution.id,
             request,
-            version=record.version or request.version,
-            start_time=record.first_task_time or record.execution.start_time,
-            status=status,
-            end_time=end_time if status is not None else None,
-            output=record.result.output if record.result is not None else None,
-            error=error,
+            record.version or request.version,
+            record.first_task_time or record.execution.start_time,
+            status or ExecutionStatus.RUNNING,
+        )
+        output = record.result.output if record.result is not None else None
+        await projection.writer.restore_execution(
+            start, end_time=end_time if status is not None else None, output=output, error=error
         )
         written += 1
     return written, report

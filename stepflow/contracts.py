@@ -15,20 +15,23 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stepflow.models import (
-    ErrorInfo,
-    ExecutionContext,
-    ExecutionRequest,
-    ExecutionStatus,
-    JsonDict,
-    LogLevel,
-    Priority,
-    ResourceLimits,
-)
+from stepflow.models import ErrorInfo, ExecutionRequest, ExecutionResult, JsonDict, Priority
 
 
 class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+COMPOSITE = "composite"
+"""The kind of tool that ToolExecutionWorkflow runs as child executions; every other kind is one activity."""
+
+
+class SchedulingOptions(_Contract):
+    """How an execution's priority and tenant become Temporal's priority and fairness keys."""
+
+    priority_levels: int = Field(default=5, ge=1, le=5, description="STEPFLOW_SCHEDULER_PRIORITY_LEVELS")
+    send_priority: bool = Field(default=True, description="STEPFLOW_SCHEDULER_ENABLE_PRIORITY_QUEUE")
+    send_fairness: bool = Field(default=True, description="STEPFLOW_SCHEDULER_ENABLE_FAIR_SCHEDULING")
 
 
 class WorkflowRuntimeOptions(_Contract):
@@ -39,65 +42,16 @@ class WorkflowRuntimeOptions(_Contract):
     max_retry_count: int
     heartbeat_timeout: timedelta
     cancel_grace: timedelta = timedelta(seconds=5)
+    scheduling: SchedulingOptions = Field(default_factory=SchedulingOptions)
 
 
 class ToolExecutionInput(_Contract):
-    """Input of ToolExecutionWorkflow: the request plus the engine settings it runs under."""
+    """Input of ToolExecutionWorkflow: the request, the tool's kind and the engine settings it runs under."""
 
     execution_id: str
     request: ExecutionRequest
     runtime: WorkflowRuntimeOptions
-    kind: str | None = Field(
-        default=None,
-        description="The tool's kind as the starter found it in the tools table. A known kind other than "
-        "composite lets the workflow validate, run and record the execution in one activity (run_and_record).",
-    )
-
-
-class RunToolInput(_Contract):
-    """Input of the ``run_tool`` activity."""
-
-    execution_id: str
-    tool_id: str
-    version: str
-    parameters: JsonDict
-    context: ExecutionContext
-    resource_limits: ResourceLimits
-    logging_level: LogLevel = LogLevel.INFO
-    retry_delay_ms: int = 0
-    max_attempts: int = 1
-
-    @classmethod
-    def for_request(
-        cls,
-        execution_id: str,
-        request: ExecutionRequest,
-        *,
-        version: str,
-        parameters: JsonDict,
-        retry_delay_ms: int,
-        max_attempts: int,
-    ) -> RunToolInput:
-        """The run of ``request``'s tool at the resolved ``version`` with its validated ``parameters``."""
-        return cls(
-            execution_id=execution_id,
-            tool_id=request.tool_id,
-            version=version,
-            parameters=parameters,
-            context=request.context,
-            resource_limits=request.options.resource_limits,
-            logging_level=request.options.logging_level,
-            retry_delay_ms=retry_delay_ms,
-            max_attempts=max_attempts,
-        )
-
-
-class RecordStartInput(_Contract):
-    """Input of the activity that validates a request and writes its ``executions`` row."""
-
-    execution_id: str
-    request: ExecutionRequest
-    start_time: datetime
+    kind: str = Field(description="The tool's kind as the starter found it: composite, or an atomic kind.")
 
 
 class RunAndRecordInput(_Contract):
@@ -123,17 +77,19 @@ class RecordedRun(_Contract):
     recorded: bool
 
 
-class RecordEndInput(_Contract):
-    """Input of the activity that writes an execution's terminal state."""
+class PrepareInput(_Contract):
+    """Input of ``prepare_execution``: a composite's request and the start its row records."""
 
     execution_id: str
-    status: ExecutionStatus
-    output: Any = None
-    error: ErrorInfo | None = None
-    end_time: datetime
-    start: RecordStartInput | None = Field(
-        default=None, description="Set on the one-activity path: the row is inserted first if it is missing."
-    )
+    request: ExecutionRequest
+    start_time: datetime
+
+
+class FinishInput(_Contract):
+    """Input of ``finish_execution``: the request (for a row that was never written) and how it ended."""
+
+    request: ExecutionRequest
+    result: ExecutionResult
 
 
 class FailurePolicy(StrEnum):
@@ -149,6 +105,7 @@ class CompositeStep(_Contract):
     id: str
     tool_id: str
     version: str | None = None
+    kind: str | None = Field(default=None, description="The step tool's kind, filled in by validate_composites.")
     parameters: JsonDict = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list, description="Explicit plus implied by references.")
     timeout: timedelta | None = None
@@ -165,7 +122,7 @@ class CompositePlan(_Contract):
 
 
 class PreparedExecution(_Contract):
-    """What ``prepare_execution`` found: the resolved version and kind, normalised parameters or an error."""
+    """What ``prepare_execution`` found: the resolved version, normalised parameters and plan, or an error."""
 
     version: str
     kind: str

@@ -43,16 +43,12 @@ TERMINAL_STATUSES = frozenset(
 
 
 class Priority(StrEnum):
-    """Execution priority, mapped onto Temporal's ``priority_key`` (1 runs first, 5 runs last)."""
+    """Execution priority, mapped onto Temporal's ``priority_key`` (see :mod:`stepflow.workflow_start`)."""
 
     CRITICAL = "critical"
     HIGH = "high"
     NORMAL = "normal"
     LOW = "low"
-
-    @property
-    def priority_key(self) -> int:
-        return {"critical": 1, "high": 2, "normal": 3, "low": 5}[self.value]
 
 
 class LogLevel(StrEnum):
@@ -233,13 +229,14 @@ class ExecutionInfo(_Model):
 
 
 class ToolInfo(_Model):
-    """A registered tool: id, version, kind and its parameter JSON schema."""
+    """A registered tool: id, version (the latest, when read from the tools table), kind, parameter schema."""
 
     id: str
     version: str
     kind: str = "python"
     description: str = ""
     parameters_schema: JsonDict = Field(default_factory=dict)
+    versions: list[str] = Field(default_factory=list, description="Every registered version, oldest first.")
 
 
 class LogEntry(_Model):

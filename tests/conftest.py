@@ -27,7 +27,7 @@ from stepflow import search_attributes
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
 from stepflow.converter import DATA_CONVERTER
 from stepflow.db.projection import Projection
-from worker.build import build_registry, build_worker
+from worker.build import build_registry, build_worker, running_projection
 
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("STEPFLOW_TEST_POSTGRES_URL")
@@ -78,14 +78,10 @@ def settings(tmp_path: Path) -> Settings:
 async def running_worker(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Projection]:
     """Run a real worker for ``settings`` against ``env``; yields the worker's projection."""
     registry = build_registry(settings)
-    projection = await Projection.open(settings.resolved_database_url)
-    await projection.upsert_tools([definition.info() for definition in registry.all()])
-    worker: Worker = build_worker(env.client, settings, registry, projection)
-    try:
+    async with running_projection(settings, registry) as projection:
+        worker: Worker = build_worker(env.client, settings, registry, projection)
         async with worker:
             yield projection
-    finally:
-        await projection.close()
 
 
 RunningWorker = Callable[[WorkflowEnvironment, Settings], AbstractAsyncContextManager[Projection]]

@@ -16,7 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import stepflow.tools
 from activities.projection import ProjectionActivities
-from activities.run_tool import ToolActivities
+from activities.run_and_record import ToolActivities
 from stepflow.config import Settings
 from stepflow.db.projection import Projection
 from stepflow.registry import ToolRegistry
@@ -68,12 +68,12 @@ def build_worker(
     executor, scheduler, pool = settings.executor, settings.scheduler, settings.worker_pool
     tools = ToolActivities(
         registry,
-        projection,
+        projection.writer,
         caps=executor,
         heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3)),
         cancel_grace=executor.cancel_grace_delta,
     )
-    bookkeeping = ProjectionActivities(registry, projection, executor)
+    bookkeeping = ProjectionActivities(registry, projection.writer, executor)
     pollers = (
         PollerBehaviorAutoscaling(minimum=pool.min_workers, maximum=pool.max_workers)
         if pool.enable_auto_scaling
@@ -85,7 +85,6 @@ def build_worker(
         workflows=[ToolExecutionWorkflow],
         activities=[
             tools.run_and_record,
-            tools.run_tool,
             bookkeeping.prepare_execution,
             bookkeeping.finish_execution,
         ],
@@ -99,12 +98,21 @@ def build_worker(
     )
 
 
+async def open_projection(settings: Settings) -> Projection:
+    """The projection of ``settings``, writing logs and metrics as STEPFLOW_EXECUTOR_ENABLE_* say."""
+    return await Projection.open(
+        settings.resolved_database_url,
+        write_logs=settings.executor.enable_logging,
+        write_metrics=settings.executor.enable_monitoring,
+    )
+
+
 @asynccontextmanager
 async def running_projection(settings: Settings, registry: ToolRegistry) -> AsyncIterator[Projection]:
     """Open the projection, write every registered tool into ``tools``, close it afterwards."""
-    projection = await Projection.open(settings.resolved_database_url)
+    projection = await open_projection(settings)
     try:
-        await projection.upsert_tools([definition.info() for definition in registry.all()])
+        await projection.writer.upsert_tools([definition.info() for definition in registry.all()])
         yield projection
     finally:
         await projection.close()

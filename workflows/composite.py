@@ -22,11 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import Priority as TemporalPriority
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from stepflow import search_attributes
     from stepflow.contracts import CompositePlan, CompositeStep, FailurePolicy, ToolExecutionInput
     from stepflow.errors import (
         ExecutionCancelled,
@@ -45,8 +43,11 @@ with workflow.unsafe.imports_passed_through():
         JsonDict,
     )
     from stepflow.tools.references import BadReference, resolve
+    from stepflow.workflow_start import WORKFLOW_NAME, start_options, step_memo
 
 SKIPPED = "skipped"
+STEP_DEADLINE_MARGIN = timedelta(seconds=1)
+"""How long after the composite's deadline a step's own timeout falls (plus the cancel grace)."""
 
 
 @dataclass
@@ -233,22 +234,18 @@ class CompositeRunner:
             invalid = InvalidParameters(f"step {step.id!r}: {exc}")
             return StepOutcome(ExecutionStatus.FAILED, error=ErrorInfo(type=invalid.kind, message=invalid.message))
         request = self._child_request(step, child_id, parameters)
-        info_priority = workflow.info().priority
+        if step.kind is None:
+            message = f"step {step.id!r}: the plan does not say which kind of tool {step.tool_id!r} is"
+            return StepOutcome(ExecutionStatus.FAILED, error=ErrorInfo(type="InternalError", message=message))
+        child = ToolExecutionInput(execution_id=child_id, request=request, runtime=self._job.runtime, kind=step.kind)
         try:
             result: ExecutionResult = await workflow.execute_child_workflow(
-                "ToolExecutionWorkflow",
-                ToolExecutionInput(execution_id=child_id, request=request, runtime=self._job.runtime),
-                id=child_id,
+                WORKFLOW_NAME,
+                child,
                 result_type=ExecutionResult,
                 parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
                 cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                search_attributes=search_attributes.for_new_execution(request),
-                memo=search_attributes.memo_for(request, step_id=step.id),
-                priority=TemporalPriority(
-                    priority_key=step.priority.priority_key if step.priority else info_priority.priority_key,
-                    fairness_key=info_priority.fairness_key,
-                    fairness_weight=info_priority.fairness_weight,
-                ),
+                **start_options(child, memo=step_memo(child, step.id)).as_kwargs(),
             )
         except WorkflowAlreadyStartedError:
             message = f"step {step.id!r}: a child execution {child_id!r} exists already and is not this composite's"
@@ -269,12 +266,13 @@ class CompositeRunner:
         context: ExecutionContext = parent.context.model_copy(
             update={"parent_execution_id": self._job.execution_id, "request_id": child_id}
         )
-        # the step's own timeout (a leaf falls back to the engine default, a nested composite has no budget),
-        # capped by what is left of this composite's budget (which a step without a timeout gets whole)
+        # the step's own timeout (a leaf falls back to the engine default, a nested composite has no budget);
+        # one that would reach past this composite's deadline is replaced by that deadline plus a margin:
+        # at the deadline the composite cancels its running steps, and the step's own timeout must not race it
         timeout = step.timeout
         remaining = self._remaining()
-        if remaining is not None:
-            timeout = max(min(timeout or remaining, remaining), timedelta(seconds=1))
+        if remaining is not None and (timeout is None or timeout >= remaining):
+            timeout = max(remaining, timedelta(0)) + self._job.runtime.cancel_grace + STEP_DEADLINE_MARGIN
         options = parent.options.model_copy(
             update={
                 "timeout": timeout,

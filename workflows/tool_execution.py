@@ -1,35 +1,16 @@
 """ToolExecutionWorkflow: one workflow per execution; the workflow id is the execution id.
 
-An atomic tool's execution (the starter passed the tool's ``kind`` and it is not ``composite``) is one
-activity, ``run_and_record``: it validates the request, writes the ``executions`` row, runs the tool with the
-same timeout, heartbeat and retries as ``run_tool`` below and, if the tool completed, writes the terminal
-state; the workflow then only sets the StepflowStatus search attribute and returns. On any other end (invalid,
-failed, timed out, cancelled) ``finish_execution`` records it as in step 3. This is the fast path: as many
-workflow tasks as a bare workflow with one activity, and one projection transaction for a quick tool.
+An atomic tool (Python or command) runs as one activity, ``run_and_record``: it validates the request,
+writes the row, runs the tool with the request's timeout, heartbeat, retries and cancellation, and records
+a completion itself. Any other end (invalid, failed, timed out, cancelled, or a completion whose write did
+not commit in time) is recorded by the ``finish_execution`` local activity.
 
-Composites, and executions started without a kind (older starters, histories recorded before the fast
-path existed), take three steps, each one command in the history:
+A composite is validated and recorded by ``prepare_execution`` (local activity), runs its steps as child
+executions of this same workflow (:mod:`workflows.composite`) and is recorded by ``finish_execution``.
 
-1. ``prepare_execution`` (local activity): resolve the tool, insert the ``executions`` row, validate
-   parameters and limits. An invalid request ends here, recorded as ``failed``.
-2. ``run_tool`` (activity): start-to-close = the request's timeout (config default otherwise), a heartbeat
-   timeout, retries from ``retry_count`` / ``retry_delay`` capped by the configured maximum, and
-   ``WAIT_CANCELLATION_COMPLETED`` so a cancel reaches the tool and the workflow waits until it stopped.
-3. ``finish_execution`` (local activity): write the terminal status, output, error and duration.
-
-A composite tool (``prepared.plan`` set) runs its steps as child executions of this same workflow
-instead of step 2 (:mod:`workflows.composite`); steps 1 and 3 are the same.
-
-Why the path is chosen by the input and not by ``workflow.patched()``: every history recorded before the
-one-activity path has an input without ``kind``, so it replays the three-step path unchanged (the committed
-``tool_*.json`` histories prove it), and an input with ``kind`` can only have been started by a worker that
-knows the field: the models forbid unknown fields, so an older worker fails the first workflow task on such
-an input instead of running the three-step path that a newer worker would not replay. A patch would buy the
-same safety for a marker and a TemporalChangeVersion upsert (a visibility write) in every execution.
-
-A failure is raised as an ``ApplicationError`` whose ``type`` is the spec's error kind; a cancellation
-ends the workflow cancelled. Nothing here reads config, clocks or the network: all of it travels in
-:class:`~stepflow.models.ToolExecutionInput`.
+Everything the workflow needs travels in its input; a failure is an ``ApplicationError`` typed with the
+spec's error kind. A change to the commands goes behind ``workflow.patched()``, with a replay test of the
+history recorded before it (``tests/replay``).
 """
 
 from __future__ import annotations
@@ -43,19 +24,20 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION, RUN_AND_RECORD, RUN_TOOL
+    from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION, RUN_AND_RECORD
     from stepflow import search_attributes
     from stepflow.contracts import (
+        COMPOSITE,
+        FinishInput,
         PreparedExecution,
+        PrepareInput,
         RecordedRun,
-        RecordEndInput,
-        RecordStartInput,
         RunAndRecordInput,
-        RunToolInput,
         ToolExecutionInput,
     )
-    from stepflow.errors import NON_RETRYABLE_KINDS, TimeoutExceeded, from_failure
+    from stepflow.errors import NON_RETRYABLE_KINDS, ExecutorError, TimeoutExceeded, from_failure
     from stepflow.models import ErrorInfo, ExecutionMetadata, ExecutionResult, ExecutionStatus, ExecutionTiming
+    from stepflow.workflow_start import WORKFLOW_NAME
 
 from workflows.composite import CompositeRunner
 
@@ -66,11 +48,12 @@ PROJECTION_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=list(NON_RETRYABLE_KINDS),
 )
+CANCELLED = ErrorInfo(type="ExecutionCancelled", message="the execution was cancelled")
 
 
-@workflow.defn(name="ToolExecutionWorkflow")
+@workflow.defn(name=WORKFLOW_NAME)
 class ToolExecutionWorkflow:
-    """Runs one tool execution: validate and record, run with retries and timeout, record the outcome."""
+    """Runs one tool execution: an atomic tool as one activity, a composite as child executions."""
 
     def __init__(self) -> None:
         self._status = ExecutionStatus.PENDING
@@ -81,58 +64,20 @@ class ToolExecutionWorkflow:
 
     @workflow.run
     async def run(self, job: ToolExecutionInput) -> ExecutionResult:
-        if job.kind not in (None, "composite"):  # decided by the input alone: see the module's docstring
-            return await self._run_and_record(job)
-        request = job.request
-        start_time = workflow.info().start_time
-        prepared: PreparedExecution = await workflow.execute_local_activity(
-            PREPARE_EXECUTION,
-            RecordStartInput(execution_id=job.execution_id, request=request, start_time=start_time),
-            result_type=PreparedExecution,
-            start_to_close_timeout=PROJECTION_TIMEOUT,
-            retry_policy=PROJECTION_RETRY,
-        )
-        metadata = ExecutionMetadata.for_request(request, prepared.version)
-        if prepared.error is not None:
-            await self._finish(job, metadata, ExecutionStatus.FAILED, error=prepared.error)
-            raise ApplicationError(prepared.error.message, type=prepared.error.type, non_retryable=True)
+        if job.kind == COMPOSITE:
+            return await self._run_composite(job)
+        return await self._run_atomic(job)
 
-        if prepared.plan is not None:
-            return await self._run_composite(job, metadata, prepared)
-
-        self._set_status(ExecutionStatus.RUNNING)
-        attempts = _Attempts(job)
-        try:
-            output = await workflow.execute_activity(
-                RUN_TOOL,
-                RunToolInput.for_request(
-                    job.execution_id,
-                    request,
-                    version=prepared.version,
-                    parameters=prepared.parameters,
-                    retry_delay_ms=attempts.retry_delay_ms,
-                    max_attempts=attempts.max_attempts,
-                ),
-                **attempts.activity_options(),
-            )
-        except (ActivityError, asyncio.CancelledError, CancelledError) as failure:
-            await self._record_failure(job, metadata, failure)
-        return await self._finish(job, metadata, ExecutionStatus.COMPLETED, output=output)
-
-    async def _run_and_record(self, job: ToolExecutionInput) -> ExecutionResult:
-        """The fast path: one ``run_and_record`` activity; ``finish_execution`` only for an end other than success."""
-        request = job.request
-        start_time = workflow.info().start_time
+    async def _run_atomic(self, job: ToolExecutionInput) -> ExecutionResult:
         self._status = ExecutionStatus.RUNNING  # for the status query; StepflowStatus is set at the end only
-        attempts = _Attempts(job)
-        record_start = RecordStartInput(execution_id=job.execution_id, request=request, start_time=start_time)
+        attempts = Attempts(job)
         try:
             run: RecordedRun = await workflow.execute_activity(
                 RUN_AND_RECORD,
                 RunAndRecordInput(
                     execution_id=job.execution_id,
-                    request=request,
-                    start_time=start_time,
+                    request=job.request,
+                    start_time=workflow.info().start_time,
                     retry_delay_ms=attempts.retry_delay_ms,
                     max_attempts=attempts.max_attempts,
                 ),
@@ -140,77 +85,68 @@ class ToolExecutionWorkflow:
                 **attempts.activity_options(),
             )
         except (ActivityError, asyncio.CancelledError, CancelledError) as failure:
-            asked = ExecutionMetadata.for_request(request, request.version)
-            await self._record_failure(job, asked, failure, start=record_start)
-        metadata = ExecutionMetadata.for_request(request, run.version)
+            await self._end_unsuccessful(job, job.request.version, failure)
+        result = _result(job, run.version, ExecutionStatus.COMPLETED, run.end_time, output=run.output)
         if not run.recorded:  # the database was unavailable: record the end durably, retrying until it is back
-            return await self._finish(job, metadata, ExecutionStatus.COMPLETED, output=run.output, start=record_start)
+            await self._finish(job, result)
         self._set_status(ExecutionStatus.COMPLETED)
-        return _result(job, metadata, ExecutionStatus.COMPLETED, run.end_time, output=run.output)
+        return result
 
-    async def _record_failure(
-        self,
-        job: ToolExecutionInput,
-        metadata: ExecutionMetadata,
-        failure: BaseException,
-        *,
-        start: RecordStartInput | None = None,
-    ) -> NoReturn:
-        """Record how the tool's activity ended (cancelled, timed out, failed), then raise that end."""
-        error = from_failure(failure)
-        if error.kind == "ExecutionCancelled":
-            await self._finish(job, metadata, ExecutionStatus.CANCELLED, error=_info(error), start=start)
-            raise failure
-        status = ExecutionStatus.TIMED_OUT if isinstance(error, TimeoutExceeded) else ExecutionStatus.FAILED
-        await self._finish(job, metadata, status, error=_info(error), start=start)
-        raise ApplicationError(error.message, type=error.kind, non_retryable=True) from None
-
-    async def _run_composite(
-        self, job: ToolExecutionInput, metadata: ExecutionMetadata, prepared: PreparedExecution
-    ) -> ExecutionResult:
-        """Run a composite's steps as child executions (see :mod:`workflows.composite`), then record it."""
-        assert prepared.plan is not None
+    async def _run_composite(self, job: ToolExecutionInput) -> ExecutionResult:
+        prepared: PreparedExecution = await workflow.execute_local_activity(
+            PREPARE_EXECUTION,
+            PrepareInput(execution_id=job.execution_id, request=job.request, start_time=workflow.info().start_time),
+            result_type=PreparedExecution,
+            start_to_close_timeout=PROJECTION_TIMEOUT,
+            retry_policy=PROJECTION_RETRY,
+        )
+        version = prepared.version
+        if prepared.error is not None or prepared.plan is None:
+            error = prepared.error or ErrorInfo(type="InternalError", message="the composite has no plan")
+            await self._end(job, _result(job, version, ExecutionStatus.FAILED, workflow.now(), error=error))
+            raise ApplicationError(error.message, type=error.type, non_retryable=True)
         self._set_status(ExecutionStatus.RUNNING)
         runner = CompositeRunner(job, prepared.plan, prepared.parameters)
         try:
             outcome = await runner.run()
         except (asyncio.CancelledError, CancelledError):
-            error = ErrorInfo(type="ExecutionCancelled", message="the execution was cancelled")
-            await self._finish(job, metadata, ExecutionStatus.CANCELLED, output={"steps": runner.report()}, error=error)
+            output = {"steps": runner.report()}
+            await self._end(job, _result(job, version, ExecutionStatus.CANCELLED, workflow.now(), output, CANCELLED))
             raise
+        result = _result(job, version, outcome.status, workflow.now(), outcome.output, _info(outcome.error))
+        await self._end(job, result)
         if outcome.error is not None:
-            await self._finish(job, metadata, outcome.status, output=outcome.output, error=_info(outcome.error))
             raise ApplicationError(outcome.error.message, outcome.output, type=outcome.error.kind, non_retryable=True)
-        return await self._finish(job, metadata, ExecutionStatus.COMPLETED, output=outcome.output)
+        return result
 
-    async def _finish(
-        self,
-        job: ToolExecutionInput,
-        metadata: ExecutionMetadata,
-        status: ExecutionStatus,
-        *,
-        output: Any = None,
-        error: ErrorInfo | None = None,
-        start: RecordStartInput | None = None,
-    ) -> ExecutionResult:
-        end_time = workflow.now()
+    async def _end_unsuccessful(self, job: ToolExecutionInput, version: str | None, failure: BaseException) -> NoReturn:
+        """Record how the tool's activity ended (cancelled, timed out, failed), then raise that end."""
+        error = from_failure(failure)
+        if error.kind == "ExecutionCancelled":
+            await self._end(job, _result(job, version, ExecutionStatus.CANCELLED, workflow.now(), error=CANCELLED))
+            raise failure
+        status = ExecutionStatus.TIMED_OUT if isinstance(error, TimeoutExceeded) else ExecutionStatus.FAILED
+        await self._end(job, _result(job, version, status, workflow.now(), error=_info(error)))
+        raise ApplicationError(error.message, type=error.kind, non_retryable=True) from None
+
+    async def _end(self, job: ToolExecutionInput, result: ExecutionResult) -> None:
+        await self._finish(job, result)
+        self._set_status(result.status)
+
+    async def _finish(self, job: ToolExecutionInput, result: ExecutionResult) -> None:
         await workflow.execute_local_activity(
             FINISH_EXECUTION,
-            RecordEndInput(
-                execution_id=job.execution_id, status=status, output=output, error=error, end_time=end_time, start=start
-            ),
+            FinishInput(request=job.request, result=result),
             start_to_close_timeout=PROJECTION_TIMEOUT,
             retry_policy=PROJECTION_RETRY,
         )
-        self._set_status(status)
-        return _result(job, metadata, status, end_time, output=output, error=error)
 
     def _set_status(self, status: ExecutionStatus) -> None:
         self._status = status
         workflow.upsert_search_attributes([search_attributes.STATUS.value_set(status.value)])
 
 
-class _Attempts:
+class Attempts:
     """The tool activity's retries and timeouts, from the request's options capped by the engine's settings."""
 
     def __init__(self, job: ToolExecutionInput) -> None:
@@ -237,10 +173,9 @@ class _Attempts:
 
 def _result(
     job: ToolExecutionInput,
-    metadata: ExecutionMetadata,
+    version: str | None,
     status: ExecutionStatus,
     end_time: datetime,
-    *,
     output: Any = None,
     error: ErrorInfo | None = None,
 ) -> ExecutionResult:
@@ -250,14 +185,14 @@ def _result(
         status=status,
         output=output,
         error=error,
-        metadata=metadata,
+        metadata=ExecutionMetadata.for_request(job.request, version),
         timing=ExecutionTiming(
             start_time=start_time,
             end_time=end_time,
-            duration_ms=int((end_time - start_time).total_seconds() * 1000),
+            duration_ms=max(0, int((end_time - start_time).total_seconds() * 1000)),
         ),
     )
 
 
-def _info(error: Exception) -> ErrorInfo:
-    return ErrorInfo(type=getattr(error, "kind", "InternalError"), message=str(error))
+def _info(error: ExecutorError | None) -> ErrorInfo | None:
+    return None if error is None else ErrorInfo(type=error.kind, message=error.message)

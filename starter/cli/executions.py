@@ -250,7 +250,7 @@ def list_executions(
     async def body() -> int:
         execution_filter = _filter(tool, tenant, user, status, parent, since, until, limit)
         async with common.projection() as projection:
-            rows = await projection.list_executions(execution_filter)
+            rows = await projection.reader.list_executions(execution_filter)
         if as_json:
             common.print_json(list(rows))
         else:

@@ -80,13 +80,13 @@ def logs(
                         _print_line(entry)
                     last_id = max(last_id, entry.id or 0)
 
-            if not follow and await executor.projection.get_execution(execution_id) is None:
+            if not follow and await executor.projection.reader.get_execution(execution_id) is None:
                 raise ExecutionNotFound(f"no execution with id {execution_id!r} in the projection")
             while True:
                 await emit()
                 if not follow:
                     return 0
-                row = await executor.projection.get_execution(execution_id)
+                row = await executor.projection.reader.get_execution(execution_id)
                 if row is not None and ExecutionStatus(row.status).is_terminal:
                     await asyncio.sleep(1.0)  # the attempt's last lines may land just after the terminal one
                     await emit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -18,18 +18,8 @@ def tools(
 
     async def body() -> int:
         async with common.projection() as projection:
-            rows = await projection.list_tools()
-        entries: list[dict[str, Any]] = [
-            {
-                "id": row.id,
-                "version": row.version,
-                "versions": list(row.versions),
-                "kind": row.kind,
-                "description": row.description,
-                "parameters_schema": row.parameters_schema,
-            }
-            for row in rows
-        ]
+            tools_found = await projection.reader.list_tools()
+        entries = [tool.model_dump(mode="json") for tool in tools_found]
         if as_json:
             common.print_json(entries)
             return 0

@@ -1,14 +1,13 @@
-"""The SELECTs behind list_executions: a filter's query, and a row as an ExecutionInfo."""
+"""The SELECTs behind the projection's reads: executions by filter, logs, metrics and their aggregate."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, select
-from sqlalchemy.engine import Row
+from sqlalchemy import Select, and_, case, func, select
 
-from stepflow.db.schema import executions
-from stepflow.models import ExecutionFilter, ExecutionInfo, ExecutionStatus
+from stepflow.db.schema import execution_logs, execution_metrics, executions
+from stepflow.models import ExecutionFilter, ExecutionStatus, MetricFilter
 
 
 def filtered_executions(execution_filter: ExecutionFilter) -> Select[Any]:
@@ -36,18 +35,55 @@ def filtered_executions(execution_filter: ExecutionFilter) -> Select[Any]:
     )
 
 
-def row_to_info(row: Row[Any]) -> ExecutionInfo:
-    return ExecutionInfo(
-        execution_id=row.id,
-        tool_id=row.tool_id,
-        version=row.version,
-        status=ExecutionStatus(row.status),
-        user_id=row.user_id,
-        tenant_id=row.tenant_id,
-        session_id=row.session_id,
-        parent_execution_id=row.parent_execution_id,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        duration_ms=row.duration_ms,
-        error_message=row.error_message,
+def execution_logs_after(execution_id: str, after_id: int) -> Select[Any]:
+    """An execution's lines in the order they were logged (by timestamp, then insertion)."""
+    return (
+        select(execution_logs)
+        .where(and_(execution_logs.c.execution_id == execution_id, execution_logs.c.id > after_id))
+        .order_by(execution_logs.c.timestamp, execution_logs.c.id)
     )
+
+
+def _execution_conditions(metric_filter: MetricFilter) -> list[Any]:
+    f = metric_filter
+    conditions: list[Any] = []
+    if f.execution_id is not None:
+        conditions.append(executions.c.id == f.execution_id)
+    if f.tool_id is not None:
+        conditions.append(executions.c.tool_id == f.tool_id)
+    if f.tenant_id is not None:
+        conditions.append(executions.c.tenant_id == f.tenant_id)
+    if f.since is not None:
+        conditions.append(executions.c.start_time >= f.since)
+    if f.until is not None:
+        conditions.append(executions.c.start_time < f.until)
+    return conditions
+
+
+def filtered_metrics(metric_filter: MetricFilter) -> Select[Any]:
+    """Metric rows of the executions the filter selects, oldest first."""
+    conditions = _execution_conditions(metric_filter)
+    if metric_filter.name is not None:
+        conditions.append(execution_metrics.c.metric_name == metric_filter.name)
+    return (
+        select(execution_metrics)
+        .join(executions, executions.c.id == execution_metrics.c.execution_id)
+        .where(and_(True, *conditions))
+        .order_by(execution_metrics.c.timestamp, execution_metrics.c.id)
+        .limit(metric_filter.limit)
+    )
+
+
+def execution_counts(metric_filter: MetricFilter) -> Select[Any]:
+    """Counts behind ExecutionMetrics: total, completed, failed (+ timed out), live, mean duration."""
+
+    def count(*statuses: ExecutionStatus) -> Any:
+        return func.sum(case((executions.c.status.in_([s.value for s in statuses]), 1), else_=0))
+
+    return select(
+        func.count().label("total"),
+        count(ExecutionStatus.COMPLETED).label("ok"),
+        count(ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT).label("failed"),
+        count(ExecutionStatus.PENDING, ExecutionStatus.RUNNING).label("live"),
+        func.avg(executions.c.duration_ms).label("avg_ms"),
+    ).where(and_(True, *_execution_conditions(metric_filter)))

@@ -274,12 +274,15 @@ def parse_composite_tool(table: Mapping[str, Any], path: Path) -> CompositeTool:
 
 def validate_composites(registry: ToolRegistry) -> None:
     """Check every composite's steps against the whole registry: tools and versions exist, no composite
-    includes itself (directly or through other composites). Raises ConfigError naming file, tool and step."""
+    includes itself (directly or through other composites). Raises ConfigError naming file, tool and step.
+
+    Fills in each step's ``kind`` (the workflow starts an atomic step as one activity, a composite step as
+    child executions of its own)."""
     composites = [definition for definition in registry.all() if isinstance(definition, CompositeTool)]
     for composite in composites:
         for step in composite.plan.steps:
             try:
-                registry.resolve(step.tool_id, step.version)
+                step.kind = registry.resolve(step.tool_id, step.version).kind
             except ExecutorError as exc:
                 raise ConfigError(f"{composite.where(step.id)}: {exc}") from None
 

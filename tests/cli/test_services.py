@@ -36,7 +36,7 @@ async def wait_for_worker(settings: Settings, deadline: float = 30.0) -> None:
     projection = await Projection.open(settings.resolved_database_url)
     try:
         end = time.monotonic() + deadline
-        while not await projection.list_tools():
+        while not await projection.reader.list_tools():
             assert time.monotonic() < end, "the worker of stepflow dev did not start"
             await asyncio.sleep(0.2)
     finally:

@@ -24,14 +24,14 @@ def composite_settings(tmp_path: Path) -> Settings:
 
 async def row_of(projection: Projection, execution_id: str) -> Any:
     """The execution's row (it must exist)."""
-    row = await projection.get_execution(execution_id)
+    row = await projection.reader.get_execution(execution_id)
     assert row is not None, f"no executions row for {execution_id}"
     return row
 
 
 async def children_of(projection: Projection, parent_id: str) -> dict[str, ExecutionInfo]:
     """The parent's child rows, keyed by step id (the part of the child id after the parent id)."""
-    rows = await projection.list_executions(ExecutionFilter(parent_execution_id=parent_id))
+    rows = await projection.reader.list_executions(ExecutionFilter(parent_execution_id=parent_id))
     return {row.execution_id.removeprefix(parent_id + "."): row for row in rows}
 
 

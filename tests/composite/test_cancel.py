@@ -17,6 +17,7 @@ from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
 from stepflow.sandbox import sandbox_unavailable
 from tests.composite.conftest import children_of, row_of, wait_until_running
 from tests.conftest import executor_for, running_worker
+from workflows.composite import STEP_DEADLINE_MARGIN
 
 
 async def _assert_children_stopped(ex: Executor, projection: Projection, parent_id: str) -> None:
@@ -84,10 +85,18 @@ async def test_the_parent_timeout_bounds_its_children(time_skipping_env, composi
         [parent] = [row for row in await ex.list_executions() if row.parent_execution_id is None]
         assert parent.status is ExecutionStatus.TIMED_OUT
         assert await ex.get_execution_status(parent.execution_id) is ExecutionStatus.TIMED_OUT
-        for row in (await children_of(projection, parent.execution_id)).values():
+        # the composite's deadline decides: each step's own timeout falls just after it (not 300 s), so the
+        # composite cancels its running steps rather than racing their timeouts
+        latest = timedelta(seconds=2) + composite_settings.executor.cancel_grace_delta + STEP_DEADLINE_MARGIN
+        children = await children_of(projection, parent.execution_id)
+        assert {step: row.status for step, row in children.items()} == {
+            "left": ExecutionStatus.CANCELLED,
+            "right": ExecutionStatus.CANCELLED,
+        }
+        for row in children.values():
             child = await row_of(projection, row.execution_id)
             timeout = ExecutionOptions.model_validate(child.request_data["options"]).timeout
-            assert timeout is not None and timeout <= timedelta(seconds=2)  # the remaining budget, not 300 s
+            assert timeout is not None and timeout <= latest
         await _assert_children_stopped(ex, projection, parent.execution_id)
 
 

@@ -131,4 +131,4 @@ async def test_children_inherit_the_priority_unless_a_step_overrides_it(dev_env,
             described = await ex.client.get_workflow_handle(f"{result.execution_id}.{step}").describe()
             keys[step] = described.raw_description.workflow_execution_info.priority.priority_key
             assert described.raw_description.workflow_execution_info.priority.fairness_key == "default"
-        assert keys == {"a": Priority.LOW.priority_key, "b": Priority.LOW.priority_key, "c": Priority.HIGH.priority_key}
+        assert keys == {"a": 5, "b": 5, "c": 2}  # low and high on the default five levels

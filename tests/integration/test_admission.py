@@ -21,7 +21,7 @@ async def test_a_full_backlog_refuses_new_executions_with_a_clear_error(dev_env,
     settings = settings.model_copy(update={"scheduler": SchedulerSettings(queue_size=1)})
     async with executor_for(dev_env, settings) as executor:
         # the tools are registered, but no worker polls the task queue yet: the backlog grows
-        await executor.projection.upsert_tools([tool.info() for tool in build_registry(settings).all()])
+        await executor.projection.writer.upsert_tools([tool.info() for tool in build_registry(settings).all()])
         first = await executor.execute_tool_async(ExecutionRequest(tool_id="echo"))
         deadline = time.monotonic() + 20
         refused: ResourceLimitExceeded | None = None
@@ -55,15 +55,15 @@ async def test_a_burst_of_starts_shares_one_backlog_reading_and_one_tool_lookup(
         readings.append("backlog")
         return await queue_length(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("starter.executor.queue_length", counted_backlog)
+    monkeypatch.setattr("starter.admission.queue_length", counted_backlog)
     async with executor_for(dev_env, settings) as executor, running_worker(dev_env, settings):
-        get_tool = executor.projection.get_tool
+        get_tool = executor.projection.reader.get_tool
 
         async def counted_get_tool(tool_id: str) -> object:
             readings.append(tool_id)
             return await get_tool(tool_id)
 
-        monkeypatch.setattr(executor.projection, "get_tool", counted_get_tool)
+        monkeypatch.setattr(executor.projection.reader, "get_tool", counted_get_tool)
         ids = await asyncio.gather(
             *(executor.execute_tool_async(ExecutionRequest(tool_id="echo", parameters={"i": i})) for i in range(200))
         )

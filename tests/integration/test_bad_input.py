@@ -139,7 +139,7 @@ async def test_a_tool_or_version_registered_after_a_miss_is_found_at_once(execut
     with pytest.raises(ToolNotFound):
         await executor.execute_tool_async(ExecutionRequest(tool_id="echo", version="2.0.0"))
     # a worker registering them (what `stepflow worker` does at start-up) makes them known immediately
-    await executor.projection.upsert_tools(
+    await executor.projection.writer.upsert_tools(
         [ToolInfo(id="late-tool", version="1.0.0"), ToolInfo(id="echo", version="2.0.0")]
     )
     assert await executor.execute_tool_async(ExecutionRequest(tool_id="late-tool"))

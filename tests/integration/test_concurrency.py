@@ -15,9 +15,11 @@ from datetime import timedelta
 
 import pytest
 
-from starter.executor import Executor, execution_id_for, status_from_description
+from starter.executor import Executor
 from stepflow.errors import ExecutionFailed
 from stepflow.models import ExecutionContext, ExecutionFilter, ExecutionOptions, ExecutionRequest, ExecutionStatus
+from stepflow.temporal_state import live_status
+from stepflow.workflow_start import execution_id_for
 from tests.workflows import probe_tools
 
 pytestmark = pytest.mark.dev_server
@@ -75,7 +77,7 @@ async def test_fifty_concurrent_executions_one_row_each_matching_temporal(db_exe
 
     descriptions = await asyncio.gather(*(executor.client.get_workflow_handle(i).describe() for i in ids))
     for row, description in zip(rows, descriptions, strict=True):
-        assert row.status is status_from_description(description), row.execution_id
+        assert row.status is live_status(description), row.execution_id
         assert row.status is expected[row.execution_id]
         assert row.end_time is not None and row.duration_ms is not None
     by_tool = Counter((row.tool_id, row.status) for row in rows)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from starter.executor import Executor, status_from_description
+from starter.executor import Executor
 from stepflow import search_attributes
 from stepflow.errors import ExecutionFailed, ExecutionNotFound, InvalidParameters, PermissionDenied
 from stepflow.models import (
@@ -23,6 +23,7 @@ from stepflow.models import (
     ExecutionStatus,
     Priority,
 )
+from stepflow.temporal_state import live_status
 from tests.workflows import probe_tools
 from tests.workflows.timeskip import wait_until
 
@@ -31,10 +32,10 @@ pytestmark = pytest.mark.dev_server
 
 async def assert_row_matches_temporal(executor: Executor, execution_id: str) -> Any:
     """The execution's one SQL row carries the status Temporal reports; returns the row."""
-    row = await executor.projection.get_execution(execution_id)
+    row = await executor.projection.reader.get_execution(execution_id)
     assert row is not None, f"no row for {execution_id}"
     description = await executor.client.get_workflow_handle(execution_id).describe()
-    assert ExecutionStatus(row.status) is status_from_description(description)
+    assert ExecutionStatus(row.status) is live_status(description)
     return row
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from stepflow.db.projection import Projection
 from stepflow.db.schema import execution_logs, execution_metrics, executions
+from stepflow.db.writer import ExecutionStart
 from stepflow.models import ExecutionRequest, LogEntry, LogLevel, Metric, ToolInfo
 
 N = 500
@@ -32,16 +33,15 @@ async def _write_all(projection: Projection) -> None:
             timestamp=now,
             metadata={"seq": "prepare"},
         )
-        await projection.insert_execution(
-            execution_id, ExecutionRequest(tool_id="echo"), version="1.0.0", start_time=now, log=line
-        )
+        start = ExecutionStart(execution_id, ExecutionRequest(tool_id="echo"), "1.0.0", now)
+        await projection.writer.record_execution_start(start, lines=[line])
         # acknowledged means committed: a fresh connection sees the row at once
-        assert await projection.get_execution(execution_id) is not None
-        await projection.record_attempt(
+        assert await projection.reader.get_execution(execution_id) is not None
+        await projection.writer.record_attempt(
             execution_id,
-            logs=[line.model_copy(update={"message": "attempt 1 started", "metadata": {"seq": "1.1"}})],
+            lines=[line.model_copy(update={"message": "attempt 1 started", "metadata": {"seq": "1.1"}})],
             metrics=[Metric(name="attempts", value=1), Metric(name="queue_wait_ms", value=3.5)],
-            mark_running=True,
+            start=start,
         )
 
     await asyncio.gather(*(one(i) for i in range(N)))
@@ -50,7 +50,7 @@ async def _write_all(projection: Projection) -> None:
 async def test_concurrent_writes_share_transactions_and_repeat_idempotently(db_url):
     projection = await Projection.open(db_url)
     try:
-        await projection.upsert_tools([ToolInfo(id="echo", version="1.0.0")])
+        await projection.writer.upsert_tools([ToolInfo(id="echo", version="1.0.0")])
         before = projection.committer.transactions
         await _write_all(projection)
         transactions = projection.committer.transactions - before
@@ -59,7 +59,7 @@ async def test_concurrent_writes_share_transactions_and_repeat_idempotently(db_u
         assert await _count(projection, executions) == N
         assert await _count(projection, execution_logs) == 2 * N
         assert await _count(projection, execution_metrics) == 2 * N
-        rows = await projection.list_executions()
+        rows = await projection.reader.list_executions()
         assert {row.status.value for row in rows} == {"running"}
     finally:
         await projection.close()
@@ -68,7 +68,7 @@ async def test_concurrent_writes_share_transactions_and_repeat_idempotently(db_u
 async def test_one_transaction_per_write_when_max_batch_is_one(tmp_path):
     projection = await Projection.open(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", max_batch=1)
     try:
-        await projection.upsert_tools([ToolInfo(id="echo", version="1.0.0")])
+        await projection.writer.upsert_tools([ToolInfo(id="echo", version="1.0.0")])
         before = projection.committer.transactions
         await _write_all(projection)
         assert projection.committer.transactions - before == 2 * N

@@ -106,7 +106,7 @@ async def test_wipe_rebuild_verify(dev_env, tmp_path, db_url):
         unknown = ExecutionRequest(tool_id="no-such-tool", context=ExecutionContext(request_id="r"))
         await executor.client.start_workflow(
             ToolExecutionWorkflow.run,
-            ToolExecutionInput(execution_id=rejected, request=unknown, runtime=executor._runtime()),
+            ToolExecutionInput(execution_id=rejected, request=unknown, runtime=executor._runtime(), kind="python"),
             id=rejected,
             task_queue=settings.temporal.task_queue,
         )

@@ -52,7 +52,7 @@ async def test_completed_and_retried_and_failed(dev_env, tmp_path, db_url):
         assert metrics["output_bytes"] == (float(len('{"m":1}')), "bytes")
         assert metrics["duration_ms"][1] == "ms"
         assert metrics["queue_wait_ms"][0] >= 0
-        row = await executor.projection.get_execution(ok.execution_id)
+        row = await executor.projection.reader.get_execution(ok.execution_id)
         assert row is not None
         assert metrics["duration_ms"][0] == row.duration_ms
 
@@ -129,7 +129,7 @@ async def test_timed_out_and_cancelled(dev_env, tmp_path):
             await _result(executor, execution_id)
         logs = await _settled_logs(executor, execution_id, 4)
         assert [line.message for line in logs] == ["validated", "attempt 1 started", "cancel requested", "cancelled"]
-        row = await executor.projection.get_execution(execution_id)
+        row = await executor.projection.reader.get_execution(execution_id)
         assert row is not None
         assert row.status == "cancelled"
 

@@ -84,12 +84,12 @@ async def _run_through_outage(executor: Executor, outage: Any) -> list[str]:
 
 async def _caught_up(executor: Executor, settings: Settings, ids: list[str]) -> None:
     for _ in range(100):
-        rows = [await executor.projection.get_execution(i) for i in ids]
+        rows = [await executor.projection.reader.get_execution(i) for i in ids]
         if all(row is not None and row.status == "completed" for row in rows):
             break
         await asyncio.sleep(0.2)
     for execution_id in ids:
-        row = await executor.projection.get_execution(execution_id)
+        row = await executor.projection.reader.get_execution(execution_id)
         assert row is not None and row.status == "completed", execution_id
         for _ in range(50):
             if len(await executor.get_logs(execution_id)) == 4:

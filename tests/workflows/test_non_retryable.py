@@ -75,10 +75,10 @@ async def test_invalid_request_fails_before_the_tool_runs(
         (started,) = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
         assert started.activity_task_started_event_attributes.attempt == 1, "an invalid request is not retried"
         assert of_type(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED)
-        messages = [line.message for line in await projection.get_logs(info.execution_id)]
+        messages = [line.message for line in await projection.reader.get_logs(info.execution_id)]
         assert messages[0].startswith("validation failed: ") and mentions in messages[0]
         assert not any(message.startswith("attempt ") for message in messages), "the tool must not run"
-        row = await projection.get_execution(info.execution_id)
+        row = await projection.reader.get_execution(info.execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.FAILED
         assert row.error_message.startswith(f"{kind.kind}: ")
@@ -86,9 +86,9 @@ async def test_invalid_request_fails_before_the_tool_runs(
         assert row.end_time is not None and row.duration_ms is not None
 
 
-@pytest.mark.parametrize("kind", [None, "python"], ids=["three-step", "one-activity"])
+@pytest.mark.parametrize("kind", ["python", "composite"])
 async def test_unknown_tool_in_the_workflow_fails_once_with_tool_not_found(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, kind: str | None
+    time_skipping_env: WorkflowEnvironment, settings: Settings, kind: str
 ) -> None:
     """The Executor checks tools before starting; a workflow started directly still refuses an unknown tool."""
     execution_id = f"exec-{uuid.uuid4()}"
@@ -117,10 +117,12 @@ async def test_unknown_tool_in_the_workflow_fails_once_with_tool_not_found(
 
         history = await events(handle)
         started = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
-        assert [event.activity_task_started_event_attributes.attempt for event in started] == ([1] if kind else [])
+        # an atomic tool's one activity runs once; a composite is resolved by its prepare_execution local activity
+        expected = [1] if kind == "python" else []
+        assert [event.activity_task_started_event_attributes.attempt for event in started] == expected
         assert not of_type(history, EventType.EVENT_TYPE_TIMER_STARTED), "no retry backoff"
         # the tools table has no such id, so there is no row to write for it
-        assert await projection.get_execution(execution_id) is None
+        assert await projection.reader.get_execution(execution_id) is None
 
 
 @pytest.mark.parametrize(
@@ -151,7 +153,7 @@ async def test_tool_raising_a_non_retryable_kind_runs_once_despite_retry_count(
         info = failed.activity_task_failed_event_attributes.failure.application_failure_info
         assert info.type == kind.kind and info.non_retryable
 
-        row = await projection.get_execution(execution_id)
+        row = await projection.reader.get_execution(execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.FAILED
         assert row.error_message.startswith(f"{kind.kind}: {tool_id}")

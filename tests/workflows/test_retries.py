@@ -56,7 +56,7 @@ async def test_flaky_tool_is_retried_after_the_requested_delay_then_completes(
         assert 30 * MINUTE <= waited < 31 * MINUTE
         assert of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
 
-        row = await projection.get_execution(execution_id)
+        row = await projection.reader.get_execution(execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.COMPLETED
         assert row.result_data == {"attempt": 3, "failures": 2}
@@ -94,7 +94,7 @@ async def test_retries_are_capped_by_config_and_use_its_default_delay_in_ms(
         (failed,) = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED)
         assert failed.activity_task_failed_event_attributes.failure.application_failure_info.type == "ExecutionFailed"
 
-        row = await projection.get_execution(execution_id)
+        row = await projection.reader.get_execution(execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.FAILED
         assert row.error_message == "ExecutionFailed: boom"
@@ -114,7 +114,7 @@ async def test_without_retry_count_a_failure_is_final_after_one_attempt(
         history = await events(time_skipping_env.client.get_workflow_handle(row.execution_id))
         (last_start,) = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
         assert last_start.activity_task_started_event_attributes.attempt == 1
-        stored = await projection.get_execution(row.execution_id)
+        stored = await projection.reader.get_execution(row.execution_id)
         assert stored is not None and stored.status == ExecutionStatus.FAILED
 
 
@@ -136,7 +136,7 @@ async def test_a_tool_crashing_with_any_exception_is_an_execution_failure_and_re
         assert isinstance(error, ExecutionFailed)
         assert error.message == "ValueError: probe-crash: attempt 2 hit a bug"
         assert probe_tools.CALLS[execution_id] == 2
-        row = await projection.get_execution(execution_id)
+        row = await projection.reader.get_execution(execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.FAILED
         assert row.error_message == "ExecutionFailed: ValueError: probe-crash: attempt 2 hit a bug"

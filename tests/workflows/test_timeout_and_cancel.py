@@ -16,10 +16,10 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from starter.executor import status_from_description
 from stepflow.config import Settings
 from stepflow.errors import ExecutionCancelled, TimeoutExceeded, from_failure
 from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
+from stepflow.temporal_state import live_status
 from tests.conftest import executor_for, running_worker
 from tests.workflows.timeskip import (
     advance,
@@ -54,10 +54,10 @@ async def test_one_hour_timeout_ends_timed_out_after_one_virtual_hour(
         await advance(time_skipping_env, timedelta(minutes=59))
         description = await handle.describe()
         assert description.status == WorkflowExecutionStatus.RUNNING, "timed out before its timeout"
-        assert status_from_description(description) is ExecutionStatus.RUNNING
+        assert live_status(description) is ExecutionStatus.RUNNING
 
         async def row_running() -> bool:
-            row = await projection.get_execution(execution_id)
+            row = await projection.reader.get_execution(execution_id)
             return row is not None and row.status == ExecutionStatus.RUNNING
 
         await wait_until(row_running, what="the row to show running")
@@ -77,8 +77,8 @@ async def test_one_hour_timeout_ends_timed_out_after_one_virtual_hour(
         assert attributes.start_to_close_timeout.ToTimedelta() == HOUR
         assert HOUR <= event_time(timed_out) - event_time(scheduled) < HOUR + timedelta(minutes=1)
 
-        assert status_from_description(await handle.describe()) is ExecutionStatus.TIMED_OUT
-        row = await projection.get_execution(execution_id)
+        assert live_status(await handle.describe()) is ExecutionStatus.TIMED_OUT
+        row = await projection.reader.get_execution(execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.TIMED_OUT
         assert row.error_message.startswith("TimeoutExceeded: ")
@@ -138,8 +138,8 @@ async def test_cancel_reaches_the_running_tool_and_ends_cancelled(
 
         description = await handle.describe()
         assert description.status == WorkflowExecutionStatus.CANCELED
-        assert status_from_description(description) is ExecutionStatus.CANCELLED
-        row = await projection.get_execution(execution_id)
+        assert live_status(description) is ExecutionStatus.CANCELLED
+        row = await projection.reader.get_execution(execution_id)
         assert row is not None
         assert row.status == ExecutionStatus.CANCELLED
         assert row.error_message.startswith("ExecutionCancelled: ")
@@ -179,6 +179,6 @@ async def test_cancel_during_retry_backoff_ends_cancelled_without_another_attemp
         history = await events(handle)
         assert not of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED), "no second attempt ran"
         assert of_type(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED)
-        assert status_from_description(await handle.describe()) is ExecutionStatus.CANCELLED
-        row = await projection.get_execution(execution_id)
+        assert live_status(await handle.describe()) is ExecutionStatus.CANCELLED
+        row = await projection.reader.get_execution(execution_id)
         assert row is not None and row.status == ExecutionStatus.CANCELLED
