@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stepflow.errors import ConfigError
@@ -95,7 +95,13 @@ class WorkerPoolSettings(BaseSettings):
 
 
 class TemporalSettings(BaseSettings):
-    """``STEPFLOW_TEMPORAL_*``: where the Temporal server is."""
+    """``STEPFLOW_TEMPORAL_*``: where the Temporal server is and how to reach it.
+
+    Connection values (address, namespace, API key, TLS) may also come from Temporal's own environment
+    configuration, the ``TEMPORAL_*`` variables and the profile file (:mod:`stepflow.temporal_config`); a
+    ``STEPFLOW_TEMPORAL_*`` value that is set takes precedence over them, the defaults below apply only when
+    neither says anything.
+    """
 
     model_config = SettingsConfigDict(env_prefix="STEPFLOW_TEMPORAL_", extra="ignore")
 
@@ -103,6 +109,15 @@ class TemporalSettings(BaseSettings):
     namespace: str = Field(default="default", min_length=1)
     task_queue: str = Field(default="stepflow", min_length=1)
     ui_port: int = Field(default=8233, gt=0, lt=65536, description="Web UI port of `stepflow server`.")
+    env_config: bool = Field(default=True, description="Read TEMPORAL_* variables and the profile file too.")
+    profile: str | None = Field(default=None, min_length=1, description="Profile of the file (else TEMPORAL_PROFILE).")
+    config_file: Path | None = Field(default=None, description="Profile file (else TEMPORAL_CONFIG_FILE, its default).")
+    api_key: SecretStr | None = Field(default=None, description="API key (Temporal Cloud); turns TLS on.")
+    tls: bool | None = Field(default=None, description="TLS on or off (on by default with an API key or TLS files).")
+    tls_server_ca_cert_path: Path | None = Field(default=None, description="CA that signed the server's certificate.")
+    tls_client_cert_path: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    tls_client_key_path: Path | None = Field(default=None, description="Client private key (mTLS).")
+    tls_server_name: str | None = Field(default=None, min_length=1, description="Name the server certificate is for.")
 
 
 class Settings(BaseSettings):
