@@ -28,6 +28,7 @@ from stepflow.db.projection import Projection
 from stepflow.errors import DatabaseError, ExecutorError, InternalError
 from stepflow.logging import configure_logging
 from stepflow.models import ExecutionResult, ExecutionStatus
+from stepflow.temporal_config import resolve
 
 #: Exit code of each error kind; 0 is reserved for a completed execution (or a command that succeeded).
 EXIT_CODES: dict[str, int] = {
@@ -82,6 +83,13 @@ def exit_code_for_result(result: ExecutionResult) -> int:
 def settings() -> Settings:
     """The ``STEPFLOW_*`` settings; a bad value raises ConfigError naming the variable."""
     return load_settings()
+
+
+def print_connection(config: Settings) -> None:
+    """What ``--verbose`` prints (stderr): the Temporal profile, address, namespace, TLS and API key in use, each
+    with the variable or profile entry it came from; never the secrets themselves."""
+    for line in resolve(config.temporal).describe():
+        stderr.print(line, markup=False, highlight=False)
 
 
 def setup_logging(config: Settings, *, quiet: bool = True) -> None:
