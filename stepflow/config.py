@@ -120,6 +120,27 @@ class TemporalSettings(BaseSettings):
     tls_server_name: str | None = Field(default=None, min_length=1, description="Name the server certificate is for.")
 
 
+class MetricsSettings(BaseSettings):
+    """``STEPFLOW_METRICS_*``: the Prometheus endpoint of a worker or API process (:mod:`stepflow.observability`)."""
+
+    model_config = SettingsConfigDict(env_prefix="STEPFLOW_METRICS_", extra="ignore")
+
+    address: str | None = Field(
+        default=None, pattern=r"^[^:\s]*:\d{1,5}$", description="host:port to serve /metrics on; off unless set."
+    )
+    tenants: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Tenants that get their own label value, comma-separated; every other tenant is 'other'.",
+    )
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     """``STEPFLOW_*``: everything, grouped."""
 
@@ -139,6 +160,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worker_pool: WorkerPoolSettings = Field(default_factory=WorkerPoolSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("tool_modules", "tool_files", mode="before")
     @classmethod
@@ -159,6 +181,7 @@ _PREFIXES: dict[str, str] = {
     "scheduler": "STEPFLOW_SCHEDULER_",
     "worker_pool": "STEPFLOW_WORKER_POOL_",
     "temporal": "STEPFLOW_TEMPORAL_",
+    "metrics": "STEPFLOW_METRICS_",
 }
 
 
@@ -185,6 +208,7 @@ def load_settings(**overrides: Any) -> Settings:
             ("scheduler", SchedulerSettings),
             ("worker_pool", WorkerPoolSettings),
             ("temporal", TemporalSettings),
+            ("metrics", MetricsSettings),
         )
     }
     settings: Settings = _load(Settings, "STEPFLOW_", **groups, **overrides)

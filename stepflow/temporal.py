@@ -14,6 +14,7 @@ from temporalio.client import Client
 from stepflow.config import TemporalSettings
 from stepflow.converter import DATA_CONVERTER
 from stepflow.errors import InternalError
+from stepflow.observability import prometheus
 from stepflow.temporal_config import TemporalConnection, resolve
 
 _SERVER_CA_VARIABLES = "TEMPORAL_TLS_SERVER_CA_CERT_PATH or STEPFLOW_TEMPORAL_TLS_SERVER_CA_CERT_PATH"
@@ -26,8 +27,9 @@ async def connect(settings: TemporalSettings) -> Client:
     """A client for the resolved address / namespace / credentials; a clear InternalError when it fails."""
     connection = resolve(settings)
     options = connection.connect_options()  # reads the certificate files: ConfigError naming a missing one
+    runtime = prometheus.temporal_runtime()  # the SDK's metrics go where /metrics reads them, once it is served
     try:
-        return await Client.connect(data_converter=DATA_CONVERTER, **options)
+        return await Client.connect(data_converter=DATA_CONVERTER, runtime=runtime, **options)
     except RuntimeError as exc:
         raise connect_error(connection, str(exc)) from None
 
