@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -141,6 +141,27 @@ class MetricsSettings(BaseSettings):
         return value
 
 
+class TracingSettings(BaseSettings):
+    """The standard ``OTEL_*`` variables that decide whether and where traces go (:mod:`stepflow.observability`).
+
+    Off unless ``OTEL_TRACES_EXPORTER`` names an exporter; the exporter itself reads the rest
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``..._HEADERS``, ``OTEL_SERVICE_NAME``, ...).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OTEL_", extra="ignore")
+
+    traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        default=None, description="otlp or console turns tracing on; none or unset leaves it off."
+    )
+    exporter_otlp_protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        default=None, description="OTLP transport (default http/protobuf)."
+    )
+    exporter_otlp_traces_protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        default=None, description="OTLP transport for traces, over OTEL_EXPORTER_OTLP_PROTOCOL."
+    )
+    sdk_disabled: bool = Field(default=False, description="true turns every OpenTelemetry signal off.")
+
+
 class Settings(BaseSettings):
     """``STEPFLOW_*``: everything, grouped."""
 
@@ -161,6 +182,7 @@ class Settings(BaseSettings):
     worker_pool: WorkerPoolSettings = Field(default_factory=WorkerPoolSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @field_validator("tool_modules", "tool_files", mode="before")
     @classmethod
@@ -182,6 +204,7 @@ _PREFIXES: dict[str, str] = {
     "worker_pool": "STEPFLOW_WORKER_POOL_",
     "temporal": "STEPFLOW_TEMPORAL_",
     "metrics": "STEPFLOW_METRICS_",
+    "tracing": "OTEL_",
 }
 
 
@@ -194,6 +217,12 @@ def _load(cls: type[BaseSettings], prefix: str, **overrides: Any) -> Any:
             field = ".".join(str(part) for part in err["loc"])
             problems.append(f"{prefix}{field.upper()}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def load_tracing_settings() -> TracingSettings:
+    """The ``OTEL_*`` variables tracing reads; ConfigError naming a bad one."""
+    settings: TracingSettings = _load(TracingSettings, "OTEL_")
+    return settings
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -209,6 +238,7 @@ def load_settings(**overrides: Any) -> Settings:
             ("worker_pool", WorkerPoolSettings),
             ("temporal", TemporalSettings),
             ("metrics", MetricsSettings),
+            ("tracing", TracingSettings),
         )
     }
     settings: Settings = _load(Settings, "STEPFLOW_", **groups, **overrides)

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from stepflow.config import TemporalSettings
 from stepflow.converter import DATA_CONVERTER
 from stepflow.errors import InternalError
-from stepflow.observability import prometheus
+from stepflow.observability import prometheus, tracing
 from stepflow.temporal_config import TemporalConnection, resolve
 
 _SERVER_CA_VARIABLES = "TEMPORAL_TLS_SERVER_CA_CERT_PATH or STEPFLOW_TEMPORAL_TLS_SERVER_CA_CERT_PATH"
@@ -28,8 +28,11 @@ async def connect(settings: TemporalSettings) -> Client:
     connection = resolve(settings)
     options = connection.connect_options()  # reads the certificate files: ConfigError naming a missing one
     runtime = prometheus.temporal_runtime()  # the SDK's metrics go where /metrics reads them, once it is served
+    interceptors = tracing.interceptors()  # Temporal's tracing interceptor when OTEL_TRACES_EXPORTER is set
     try:
-        return await Client.connect(data_converter=DATA_CONVERTER, runtime=runtime, **options)
+        return await Client.connect(
+            data_converter=DATA_CONVERTER, runtime=runtime, interceptors=interceptors, **options
+        )
     except RuntimeError as exc:
         raise connect_error(connection, str(exc)) from None
 
