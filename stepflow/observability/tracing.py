@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -136,10 +137,10 @@ def _exporter(settings: TracingSettings) -> SpanExporter | None:
     kind = settings.traces_exporter
     if settings.sdk_disabled or kind in (None, "none"):
         return None
-    if kind == "console":
+    if kind == "console":  # on stderr: stdout is for the CLI's output (--json)
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return ConsoleSpanExporter()
+        return ConsoleSpanExporter(out=sys.stderr)
     protocol = settings.exporter_otlp_traces_protocol or settings.exporter_otlp_protocol or "http/protobuf"
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter

@@ -76,3 +76,16 @@ async def test_spans_carry_the_execution_they_are_about(exporter: InMemorySpanEx
     assert spans["nested"] == everything
     assert spans["check"] == {"tool_id": "echo", "tenant_id": "acme"}
     assert spans["inner"] == {"tool_id": "echo", "tenant_id": "acme"}
+
+
+def test_console_spans_go_to_stderr_so_that_json_output_stays_parsable(capsys: pytest.CaptureFixture[str]) -> None:
+    tracing.reset()
+    try:
+        assert tracing.configure(TracingSettings(traces_exporter="console")) is not None
+        with tracing.span("stepflow.visible"):
+            pass
+    finally:
+        tracing.reset()  # flushes the batch
+    captured = capsys.readouterr()
+    assert "stepflow.visible" in captured.err
+    assert captured.out == ""
