@@ -22,6 +22,7 @@ from stepflow.config import ExecutorSettings
 from stepflow.db.projection import Projection
 from stepflow.errors import DatabaseError, ExecutorError, to_application_error
 from stepflow.models import ExecutionStatus, PreparedExecution, RecordEndInput, RecordStartInput
+from stepflow.observability import metrics as ops_metrics
 from stepflow.registry import ToolRegistry
 from stepflow.tools.composite import CompositeTool
 
@@ -43,6 +44,7 @@ class ProjectionActivities:
         Invalid parameters or limits come back as ``error`` so the workflow records them on the row.
         """
         request = start.request
+        ops_metrics.execution_started(start.execution_id, start, attempt=activity.info().attempt)
         try:
             checked = check_request(self._registry, self._executor, start.execution_id, request)
         except ExecutorError as error:
@@ -76,9 +78,12 @@ class ProjectionActivities:
         """
         if end.start is not None and not await self._insert_if_missing(end.execution_id, end.start):
             return None
+        ops_metrics.terminal_state_pending(end.execution_id)
         await self._projection.finish_execution(
             end.execution_id, status=end.status, end_time=end.end_time, output=end.output, error=end.error
         )
+        ops_metrics.terminal_state_written(end.execution_id)
+        ops_metrics.execution_ended(end.execution_id, end.status, end.error, end.end_time, start=end.start)
         if end.start is None:
             return None
         row = await self._projection.get_execution(end.execution_id)

@@ -41,6 +41,8 @@ from stepflow.models import (
     RunAndRecordInput,
     RunToolInput,
 )
+from stepflow.observability import metrics as ops_metrics
+from stepflow.observability import tracing
 from stepflow.registry import ToolDefinition, ToolRegistry
 from stepflow.tools.composite import CompositeTool
 
@@ -110,6 +112,7 @@ class ToolActivities:
         the workflow records every end but completion with ``finish_execution``.
         """
         request = job.request
+        ops_metrics.execution_started(job.execution_id, job, attempt=activity.info().attempt)
         try:
             checked = check_request(self._registry, self._caps, job.execution_id, request)
             if isinstance(checked.definition, CompositeTool):
@@ -144,6 +147,10 @@ class ToolActivities:
         recording = _Recording(new, first_lines)
         output = await self._attempt(run, definition, recording)
         assert recording.end is not None
+        if recording.end_committed:  # else finish_execution records (and counts) the end
+            ops_metrics.execution_ended(
+                job.execution_id, ExecutionStatus.COMPLETED, None, recording.end.end_time, start=job
+            )
         return RecordedRun(
             version=definition.version,
             output=output,
@@ -153,6 +160,7 @@ class ToolActivities:
 
     async def _attempt(self, run: RunToolInput, definition: ToolDefinition, recording: _Recording | None) -> Any:
         info = activity.info()
+        ops_metrics.attempt_started(run.tool_id, info.attempt)
         ctx = ActivityToolContext(run, info.attempt, cancel_grace=self._cancel_grace)
         queue_wait = max(0.0, (info.started_time - info.current_attempt_scheduled_time).total_seconds() * 1000)
         ctx.log.add(LogLevel.INFO, f"attempt {info.attempt} started", queue_wait_ms=round(queue_wait, 3))
@@ -160,7 +168,8 @@ class ToolActivities:
         heartbeater = asyncio.create_task(self._heartbeat(ctx, recording))
         began = time.monotonic()
         try:
-            output = await definition.run(run.parameters, ctx)
+            with tracing.span("stepflow.tool.run", run, attempt=info.attempt):
+                output = await definition.run(run.parameters, ctx)
             if recording is not None:
                 recording.end = ExecutionEnd(ExecutionStatus.COMPLETED, _end_time(info, began), output=output)
             return output
@@ -216,6 +225,7 @@ class ToolActivities:
                 new, recording.row_written = recording.new, True
             if recording.end is not None:
                 new, end = recording.new, recording.end  # the end is written with its row: inserted if missing
+                ops_metrics.terminal_state_pending(ctx.execution_id)
         if not lines and not metrics and new is None:
             return True
         projection, execution_id = self._projection, ctx.execution_id
@@ -224,6 +234,8 @@ class ToolActivities:
             await projection.record_attempt(
                 execution_id, logs=lines, metrics=metrics, mark_running=recording is None, new=new, end=end
             )
+            if end is not None:
+                ops_metrics.terminal_state_written(execution_id)
 
         return await projection.spool.submit_and_wait(write, what=f"logs of {execution_id}", wait_s=wait_s)
 

@@ -68,6 +68,8 @@ from stepflow.models import (
     WorkflowRuntimeOptions,
 )
 from stepflow.monitoring import SqlMonitoring, queue_length
+from stepflow.observability import metrics as ops_metrics
+from stepflow.observability import tracing
 from stepflow.temporal import connect
 from workflows import ToolExecutionWorkflow
 
@@ -160,15 +162,17 @@ class Executor:
             raise from_failure(failure) from None
         return result
 
+    @tracing.traced("stepflow.start")
     async def execute_tool_async(self, request: ExecutionRequest) -> str:
         """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
-        kind = await self._check_tool(request)
-        await self._admit()
         context = request.context
         if not context.request_id:
             context = context.model_copy(update={"request_id": str(uuid.uuid4())})
             request = request.model_copy(update={"context": context})
         execution_id = execution_id_for(context.tenant_id, context.request_id)
+        tracing.bind_execution(execution_id, request)
+        kind = await self._check_tool(request)
+        await self._admit()
         options = request.options
         scheduler = self.settings.scheduler
         try:
@@ -291,6 +295,7 @@ class Executor:
             cancel_grace=executor.cancel_grace_delta,
         )
 
+    @tracing.traced("stepflow.admission")
     async def _admit(self) -> None:
         """Refuse new executions while the task queue's backlog is at STEPFLOW_SCHEDULER_QUEUE_SIZE.
 
@@ -305,6 +310,7 @@ class Executor:
                 if time.monotonic() - self._backlog_read_at >= BACKLOG_CHECK_INTERVAL:
                     await self._read_backlog()
         if self._backlog >= limit:
+            ops_metrics.admission_refused(self.settings.temporal.task_queue)
             raise ResourceLimitExceeded(
                 f"the task queue {self.settings.temporal.task_queue!r} has {self._backlog} tasks waiting for a "
                 f"worker, at or above STEPFLOW_SCHEDULER_QUEUE_SIZE={limit}; retry later, start more workers or "
@@ -323,6 +329,7 @@ class Executor:
             raise
         self._backlog_read_at = time.monotonic()
 
+    @tracing.traced("stepflow.check_tool")
     async def _check_tool(self, request: ExecutionRequest) -> str:
         """ToolNotFound unless the tools table lists the tool (and the version asked for); else its kind.
 

@@ -42,6 +42,7 @@ from stepflow.models import (
     MetricFilter,
     ToolInfo,
 )
+from stepflow.observability import tracing
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
@@ -175,6 +176,7 @@ class Projection:
 
         await self._write(write)
 
+    @tracing.traced("stepflow.projection.insert_execution")
     async def insert_execution(
         self,
         execution_id: str,
@@ -216,6 +218,7 @@ class Projection:
 
         await self._write_rows([(telemetry.MARK_RUNNING, [{"running_id": execution_id}])])
 
+    @tracing.traced("stepflow.projection.finish_execution")
     async def finish_execution(
         self,
         execution_id: str,
@@ -370,6 +373,7 @@ class Projection:
 
         await self._write(write)
 
+    @tracing.traced("stepflow.projection.record_attempt")
     async def record_attempt(
         self,
         execution_id: str,
