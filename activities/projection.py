@@ -24,6 +24,7 @@ from stepflow.contracts import FinishInput, PreparedExecution, PrepareInput
 from stepflow.db.writer import ExecutionStart, ProjectionWriter
 from stepflow.errors import DatabaseError, ExecutorError, InternalError, to_application_error
 from stepflow.models import ExecutionStatus
+from stepflow.observability import metrics as ops_metrics
 from stepflow.registry import ToolRegistry
 from stepflow.tools.composite import CompositeTool
 
@@ -45,6 +46,7 @@ class ProjectionActivities:
         Invalid parameters or limits come back as ``error`` so the workflow records them on the row.
         """
         request = job.request
+        ops_metrics.execution_started(job.execution_id, job, attempt=activity.info().attempt)
         try:
             checked = check_request(self._registry, self._executor, job.execution_id, request)
             definition = checked.definition
@@ -81,14 +83,18 @@ class ProjectionActivities:
                 version = self._registry.resolve(request.tool_id).version
             except ExecutorError:
                 version = "unknown"
-        start_time = result.timing.start_time or result.timing.end_time
-        assert start_time is not None, "a workflow's result always has its timing"
+        start_time, end_time = result.timing.start_time, result.timing.end_time
+        assert start_time is not None and end_time is not None, "a workflow's result always has its timing"
         start = ExecutionStart(result.execution_id, request, version, start_time)
+        ops_metrics.terminal_state_pending(result.execution_id)
         try:
             await self._writer.record_execution_end(start, result)
         except DatabaseError as error:
             if isinstance(error.__cause__, IntegrityError):
                 log.warning("execution not recorded: its tool is unknown", execution_id=result.execution_id)
+                ops_metrics.terminal_state_written(result.execution_id)
                 return None
             raise
+        ops_metrics.terminal_state_written(result.execution_id)
+        ops_metrics.execution_ended(result.execution_id, result.status, result.error, end_time, start=start)
         return version

@@ -42,6 +42,8 @@ from stepflow.models import (
     LogLevel,
     Metric,
 )
+from stepflow.observability import metrics as ops_metrics
+from stepflow.observability import tracing
 from stepflow.registry import ToolDefinition, ToolRegistry
 
 log = structlog.get_logger(__name__)
@@ -99,6 +101,7 @@ class ToolActivities:
         An invalid request fails without retries (its row and "validation failed" line are written first);
         the workflow records every end but completion with ``finish_execution``.
         """
+        ops_metrics.execution_started(job.execution_id, job, attempt=activity.info().attempt)
         checked = self._check(job)
         definition, request = checked.definition, job.request
         first_lines = [checked.line] if checked.line is not None and activity.info().attempt == 1 else []
@@ -117,6 +120,10 @@ class ToolActivities:
         recording = _Recording(start, first_lines)
         output = await self._attempt(run, definition, recording)
         assert recording.end is not None and recording.end.timing.end_time is not None
+        if recording.end_committed:  # else finish_execution records (and counts) the end
+            ops_metrics.execution_ended(
+                job.execution_id, ExecutionStatus.COMPLETED, None, recording.end.timing.end_time, start=job
+            )
         return RecordedRun(
             version=definition.version,
             output=output,
@@ -139,6 +146,7 @@ class ToolActivities:
 
     async def _attempt(self, run: ToolRun, definition: ToolDefinition, recording: _Recording) -> Any:
         info = activity.info()
+        ops_metrics.attempt_started(run.tool_id, info.attempt)
         ctx = ActivityToolContext(run, info.attempt, cancel_grace=self._cancel_grace)
         queue_wait = max(0.0, (info.started_time - info.current_attempt_scheduled_time).total_seconds() * 1000)
         ctx.log.add(LogLevel.INFO, f"attempt {info.attempt} started", queue_wait_ms=round(queue_wait, 3))
@@ -146,7 +154,8 @@ class ToolActivities:
         heartbeater = asyncio.create_task(self._heartbeat(ctx, recording))
         began = time.monotonic()
         try:
-            output = await definition.run(run.parameters, ctx)
+            with tracing.span("stepflow.tool.run", run, attempt=info.attempt):
+                output = await definition.run(run.parameters, ctx)
             recording.end = _completed(run, recording.start, output, _end_time(info, began))
             return output
         except BaseException as error:
@@ -210,9 +219,11 @@ class ToolActivities:
         if end is None and not lines and not metrics:
             return True
         if end is not None:
+            ops_metrics.terminal_state_pending(start.execution_id)
 
             async def write() -> None:
                 await writer.record_execution_end(start, end, lines=lines, metrics=metrics)
+                ops_metrics.terminal_state_written(start.execution_id)
 
         else:
 

@@ -16,6 +16,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from stepflow.errors import InternalError, ResourceLimitExceeded
 from stepflow.monitoring import queue_length
+from stepflow.observability import metrics as ops_metrics
+from stepflow.observability import tracing
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +35,7 @@ class AdmissionControl:
         self._read_at = -BACKLOG_CHECK_INTERVAL
         self._lock = asyncio.Lock()
 
+    @tracing.traced("stepflow.admission")
     async def admit(self) -> None:
         """Return if a new execution may start; ResourceLimitExceeded naming the limit and the backlog if not."""
         if self._limit == 0:
@@ -42,6 +45,7 @@ class AdmissionControl:
                 if time.monotonic() - self._read_at >= BACKLOG_CHECK_INTERVAL:
                     await self._read_backlog()
         if self._backlog >= self._limit:
+            ops_metrics.admission_refused(self._task_queue)
             raise ResourceLimitExceeded(
                 f"the task queue {self._task_queue!r} has {self._backlog} tasks waiting for a worker, at or above "
                 f"STEPFLOW_SCHEDULER_QUEUE_SIZE={self._limit}; retry later, start more workers or raise the limit"

@@ -58,6 +58,7 @@ from stepflow.models import (
     MetricFilter,
 )
 from stepflow.monitoring import queue_length
+from stepflow.observability import tracing
 from stepflow.temporal import connect
 from stepflow.workflow_start import WORKFLOW_NAME, execution_id_for, start_options
 
@@ -103,16 +104,18 @@ class Executor:
             raise from_failure(failure) from None
         return result
 
+    @tracing.traced("stepflow.start")
     async def execute_tool_async(self, request: ExecutionRequest) -> str:
         """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
-        kind = await self._tools.kind_of(request)
-        if request.context.parent_execution_id is not None:
-            await self._check_parent(request.context.parent_execution_id, request.context.tenant_id)
-        await self._admission.admit()
         if not request.context.request_id:
             context = request.context.model_copy(update={"request_id": str(uuid.uuid4())})
             request = request.model_copy(update={"context": context})
         execution_id = execution_id_for(request.context.tenant_id, request.context.request_id)
+        tracing.bind_execution(execution_id, request)
+        kind = await self._tools.kind_of(request)
+        if request.context.parent_execution_id is not None:
+            await self._check_parent(request.context.parent_execution_id, request.context.tenant_id)
+        await self._admission.admit()
         job = ToolExecutionInput(execution_id=execution_id, request=request, runtime=self._runtime(), kind=kind)
         try:
             await self.client.start_workflow(

@@ -14,6 +14,7 @@ import time
 from stepflow.db.reader import ProjectionReader
 from stepflow.errors import ToolNotFound
 from stepflow.models import ExecutionRequest, ToolInfo
+from stepflow.observability import tracing
 
 TOOL_CACHE_SECONDS = 5.0
 
@@ -26,6 +27,7 @@ class ToolCatalog:
         self._found: dict[str, tuple[float, ToolInfo]] = {}
         self._reads: dict[str, asyncio.Future[ToolInfo | None]] = {}
 
+    @tracing.traced("stepflow.check_tool")
     async def kind_of(self, request: ExecutionRequest) -> str:
         """The kind of the requested tool, or ToolNotFound naming what is missing and where to look."""
         found_at, known = self._found.get(request.tool_id, (-TOOL_CACHE_SECONDS, None))

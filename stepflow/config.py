@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stepflow.errors import ConfigError
@@ -95,7 +95,13 @@ class WorkerPoolSettings(BaseSettings):
 
 
 class TemporalSettings(BaseSettings):
-    """``STEPFLOW_TEMPORAL_*``: where the Temporal server is."""
+    """``STEPFLOW_TEMPORAL_*``: where the Temporal server is and how to reach it.
+
+    Connection values (address, namespace, API key, TLS) may also come from Temporal's own environment
+    configuration, the ``TEMPORAL_*`` variables and the profile file (:mod:`stepflow.temporal_config`); a
+    ``STEPFLOW_TEMPORAL_*`` value that is set takes precedence over them, the defaults below apply only when
+    neither says anything.
+    """
 
     model_config = SettingsConfigDict(env_prefix="STEPFLOW_TEMPORAL_", extra="ignore")
 
@@ -103,6 +109,57 @@ class TemporalSettings(BaseSettings):
     namespace: str = Field(default="default", min_length=1)
     task_queue: str = Field(default="stepflow", min_length=1)
     ui_port: int = Field(default=8233, gt=0, lt=65536, description="Web UI port of `stepflow server`.")
+    env_config: bool = Field(default=True, description="Read TEMPORAL_* variables and the profile file too.")
+    profile: str | None = Field(default=None, min_length=1, description="Profile of the file (else TEMPORAL_PROFILE).")
+    config_file: Path | None = Field(default=None, description="Profile file (else TEMPORAL_CONFIG_FILE, its default).")
+    api_key: SecretStr | None = Field(default=None, description="API key (Temporal Cloud); turns TLS on.")
+    tls: bool | None = Field(default=None, description="TLS on or off (on by default with an API key or TLS files).")
+    tls_server_ca_cert_path: Path | None = Field(default=None, description="CA that signed the server's certificate.")
+    tls_client_cert_path: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    tls_client_key_path: Path | None = Field(default=None, description="Client private key (mTLS).")
+    tls_server_name: str | None = Field(default=None, min_length=1, description="Name the server certificate is for.")
+
+
+class MetricsSettings(BaseSettings):
+    """``STEPFLOW_METRICS_*``: the Prometheus endpoint of a worker or API process (:mod:`stepflow.observability`)."""
+
+    model_config = SettingsConfigDict(env_prefix="STEPFLOW_METRICS_", extra="ignore")
+
+    address: str | None = Field(
+        default=None, pattern=r"^[^:\s]*:\d{1,5}$", description="host:port to serve /metrics on; off unless set."
+    )
+    tenants: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Tenants that get their own label value, comma-separated; every other tenant is 'other'.",
+    )
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class TracingSettings(BaseSettings):
+    """The standard ``OTEL_*`` variables that decide whether and where traces go (:mod:`stepflow.observability`).
+
+    Off unless ``OTEL_TRACES_EXPORTER`` names an exporter; the exporter itself reads the rest
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``..._HEADERS``, ``OTEL_SERVICE_NAME``, ...).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OTEL_", extra="ignore")
+
+    traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        default=None, description="otlp or console turns tracing on; none or unset leaves it off."
+    )
+    exporter_otlp_protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        default=None, description="OTLP transport (default http/protobuf)."
+    )
+    exporter_otlp_traces_protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        default=None, description="OTLP transport for traces, over OTEL_EXPORTER_OTLP_PROTOCOL."
+    )
+    sdk_disabled: bool = Field(default=False, description="true turns every OpenTelemetry signal off.")
 
 
 class Settings(BaseSettings):
@@ -124,6 +181,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worker_pool: WorkerPoolSettings = Field(default_factory=WorkerPoolSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("tool_modules", "tool_files", mode="before")
     @classmethod
@@ -144,6 +202,7 @@ _PREFIXES: dict[str, str] = {
     "scheduler": "STEPFLOW_SCHEDULER_",
     "worker_pool": "STEPFLOW_WORKER_POOL_",
     "temporal": "STEPFLOW_TEMPORAL_",
+    "metrics": "STEPFLOW_METRICS_",
 }
 
 
@@ -158,6 +217,12 @@ def _load(cls: type[BaseSettings], prefix: str, **overrides: Any) -> Any:
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 
+def load_tracing_settings() -> TracingSettings:
+    """The ``OTEL_*`` variables tracing reads; ConfigError naming a bad one."""
+    settings: TracingSettings = _load(TracingSettings, "OTEL_")
+    return settings
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read every ``STEPFLOW_*`` variable; raise ConfigError naming the variable on a bad value.
 
@@ -170,6 +235,7 @@ def load_settings(**overrides: Any) -> Settings:
             ("scheduler", SchedulerSettings),
             ("worker_pool", WorkerPoolSettings),
             ("temporal", TemporalSettings),
+            ("metrics", MetricsSettings),
         )
     }
     settings: Settings = _load(Settings, "STEPFLOW_", **groups, **overrides)

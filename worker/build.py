@@ -19,6 +19,7 @@ from activities.projection import ProjectionActivities
 from activities.run_and_record import ToolActivities
 from stepflow.config import Settings
 from stepflow.db.projection import Projection
+from stepflow.observability import prometheus
 from stepflow.registry import ToolRegistry
 from stepflow.temporal import connect
 from stepflow.tools.composite import validate_composites
@@ -121,7 +122,9 @@ async def running_projection(settings: Settings, registry: ToolRegistry) -> Asyn
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run a worker until SIGINT/SIGTERM (or ``stop``), then shut down gracefully."""
     registry = build_registry(settings)
+    prometheus.serve(settings.metrics)  # before connecting: the client's runtime exports the SDK's metrics there
     client = await connect(settings.temporal)
+    prometheus.watch_backlog(client, settings.temporal.task_queue)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
-from starter.cli import executions, projection, services, tools
+from starter.cli import common, executions, projection, services, tools
 
 app = typer.Typer(
     name="stepflow",
@@ -22,6 +23,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Say which Temporal profile, address and namespace the command uses."),
+    ] = False,
+) -> None:
+    common.VERBOSE = verbose
+
 
 for _module in (services, executions, tools, projection):
     _module.register(app)

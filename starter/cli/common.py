@@ -26,6 +26,7 @@ from stepflow.db.projection import Projection
 from stepflow.errors import DatabaseError, ExecutorError, InternalError
 from stepflow.logging import configure_logging
 from stepflow.models import ExecutionResult, ExecutionStatus
+from stepflow.temporal_config import resolve
 
 #: Exit code of each error kind; 0 is reserved for a completed execution (or a command that succeeded).
 EXIT_CODES: dict[str, int] = {
@@ -66,9 +67,25 @@ def exit_code_for_result(result: ExecutionResult) -> int:
     return _STATUS_EXIT_CODES[result.status]
 
 
+VERBOSE = False
+"""Set by the global ``--verbose`` option: commands then say which Temporal connection they use."""
+
+
 def settings() -> Settings:
-    """The ``STEPFLOW_*`` settings; a bad value raises ConfigError naming the variable."""
-    return load_settings()
+    """The ``STEPFLOW_*`` settings; a bad value raises ConfigError naming the variable.
+
+    With ``--verbose``, the Temporal profile, address and namespace in use are printed on stderr."""
+    config = load_settings()
+    if VERBOSE:
+        print_connection(config)
+    return config
+
+
+def print_connection(config: Settings) -> None:
+    """What ``--verbose`` prints (stderr): the Temporal profile, address, namespace, TLS and API key in use, each
+    with the variable or profile entry it came from; never the secrets themselves."""
+    for line in resolve(config.temporal).describe():
+        console.stderr.print(line, markup=False, highlight=False)
 
 
 def setup_logging(config: Settings, *, quiet: bool = True) -> None:

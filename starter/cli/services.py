@@ -31,16 +31,29 @@ HeadlessOpt = Annotated[bool, typer.Option("--headless", help="Do not serve the 
 
 
 def with_server_options(config: Settings, address: str | None, ui_port: int | None) -> Settings:
-    """The settings with ``--address`` / ``--ui-port`` applied."""
-    update: dict[str, object] = {}
+    """The settings of the embedded server, with ``--address`` / ``--ui-port`` applied.
+
+    Temporal's environment configuration (``TEMPORAL_*``, the profile file) is not read: the server started
+    here is the one to use, whatever cluster those point at.
+    """
+    update: dict[str, object] = {"env_config": False}
     if address is not None:
         update["address"] = address
     if ui_port is not None:
         update["ui_port"] = ui_port
-    if not update:
-        return config
     temporal = TemporalSettings.model_validate({**config.temporal.model_dump(), **update})
     return config.model_copy(update={"temporal": temporal})
+
+
+DEV_METRICS_ADDRESS = "127.0.0.1:9464"
+"""Where ``stepflow dev`` serves Prometheus metrics unless STEPFLOW_METRICS_ADDRESS says otherwise."""
+
+
+def with_dev_metrics(config: Settings) -> Settings:
+    """``stepflow dev`` serves metrics: on STEPFLOW_METRICS_ADDRESS, else on :data:`DEV_METRICS_ADDRESS`."""
+    if config.metrics.address is not None:
+        return config
+    return config.model_copy(update={"metrics": config.metrics.model_copy(update={"address": DEV_METRICS_ADDRESS})})
 
 
 def server(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: HeadlessOpt = False) -> None:
@@ -124,13 +137,14 @@ def dev(address: AddressOpt = None, ui_port: UiPortOpt = None, headless: Headles
     """Run the dev server and a worker in one process until Ctrl-C: everything needed to try `stepflow run`."""
 
     async def body() -> int:
-        config = with_server_options(common.settings(), address, ui_port)
+        config = with_dev_metrics(with_server_options(common.settings(), address, ui_port))
         common.setup_logging(config, quiet=False)
         stop = stop_event()  # before the start: Ctrl-C while the server starts stops it cleanly too
         async with running_server(config, headless=headless) as dev_server:
             exited = asyncio.create_task(dev_server.wait())
             exited.add_done_callback(lambda _: stop.set())
             if not stop.is_set():
+                console.stdout.print(f"Metrics:             http://{config.metrics.address}/metrics", highlight=False)
                 console.stdout.print("Worker starting on task queue " + config.temporal.task_queue, highlight=False)
                 await run_worker(config, stop=stop)
             if exited.done():

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stepflow.observability import metrics as ops_metrics
+
 T = TypeVar("T")
 Write = Callable[[AsyncConnection], Awaitable[Any]]
 
@@ -137,6 +139,7 @@ class GroupCommitter:
                     results = await self._execute(connection, batch)
         except Exception as error:
             if len(batch) == 1:
+                ops_metrics.projection_write_failed()
                 if not batch[0].future.done():
                     batch[0].future.set_exception(error)
                 return
@@ -144,6 +147,7 @@ class GroupCommitter:
                 await self._commit([pending])
             return
         self.transactions += 1
+        ops_metrics.projection_batch_committed(len(batch))
         for pending, result in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from stepflow.errors import DatabaseError
+from stepflow.observability import metrics as ops_metrics
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,7 @@ class WriteSpool:
         """Start retrying ``attempt`` (an idempotent write) until it succeeds; the task's result is True."""
         if len(self._tasks) >= self._max_pending:
             self.dropped += 1
+            ops_metrics.projection_write_failed("dropped")
             log.error("projection write dropped: too many writes waiting for the database", what=what)
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             done.set_result(False)

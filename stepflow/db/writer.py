@@ -36,6 +36,7 @@ from stepflow.models import (
     MetricFilter,
     ToolInfo,
 )
+from stepflow.observability import tracing
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,12 @@ class ProjectionWriter:
 
     # --- the spec's Monitoring ----------------------------------------------------------------------
 
+    @tracing.traced("stepflow.projection.record_execution_start")
     async def record_execution_start(self, start: ExecutionStart, *, lines: Sequence[LogEntry] = ()) -> None:
         """Insert the execution's row (a repeated insert changes nothing) with its first lines."""
         await self._write(self._start_rows(start, lines))
 
+    @tracing.traced("stepflow.projection.record_execution_end")
     async def record_execution_end(
         self,
         start: ExecutionStart,
@@ -137,6 +140,7 @@ class ProjectionWriter:
 
     # --- the rest of an execution's writes ----------------------------------------------------------
 
+    @tracing.traced("stepflow.projection.record_attempt")
     async def record_attempt(
         self,
         execution_id: str,

@@ -17,10 +17,10 @@ It is never imported by the worker (it must start fast and must not touch the wo
    processes it reaped as one JSON line on the status descriptor, and exits: the kernel then kills whatever is
    left in the PID namespace, so nothing outlives the tool.
 
-Status lines (JSON, one per line, on the file descriptor named in the spec): ``{"init_pid": N}`` from the outer
-process (N as the worker sees it), then ``{"exit": code | null, "signal": n | null, "cpu_ms": x, "max_rss_kb": k}``
-or ``{"error": "..."}`` when the sandbox could not be set up, or ``{"exec_error": "..."}`` when the program
-could not be started.
+Status lines (JSON, one per line, on the file descriptor named in the spec): ``{"init_pid": N, "ready_at": T}``
+from the outer process (N as the worker sees it, T its ``time.monotonic()`` once the sandbox is set up), then
+``{"exit": code | null, "signal": n | null, "cpu_ms": x, "max_rss_kb": k}`` or ``{"error": "..."}`` when the
+sandbox could not be set up, or ``{"exec_error": "..."}`` when the program could not be started.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import os
 import resource
 import signal
 import sys
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: the launcher must start fast
@@ -197,7 +198,7 @@ def main() -> int:
     except OSError as exc:
         report(status_fd, {"error": f"cannot set up the sandbox: {exc}"})
         return SETUP_FAILED
-    report(status_fd, {"init_pid": init})
+    report(status_fd, {"init_pid": init, "ready_at": time.monotonic()})
     _, status = os.waitpid(init, 0)
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)

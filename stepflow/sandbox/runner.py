@@ -62,6 +62,7 @@ class SandboxResult:
     setup_error: str | None = None
     exec_error: str | None = None
     wall_ms: float = 0.0
+    start_seconds: float | None = None  # from spawning the launcher to the sandbox being ready
     status: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -279,6 +280,8 @@ async def run_sandboxed(
         result.max_rss_kb = result.status.get("max_rss_kb")
         result.setup_error = result.status.get("error")
         result.exec_error = result.status.get("exec_error")
+        if "ready_at" in result.status:  # the launcher's monotonic clock is the worker's (CLOCK_MONOTONIC)
+            result.start_seconds = max(0.0, result.status["ready_at"] - started)
         ended_by_us = result.deadline_exceeded or result.output_exceeded
         if "exit" not in result.status and result.setup_error is None and not ended_by_us:
             stderr = result.stderr_tail.decode(errors="replace").strip()

@@ -42,6 +42,8 @@ from pydantic import ValidationError
 
 from stepflow.errors import ExecutionFailed, InvalidParameters, ResourceLimitExceeded, TimeoutExceeded
 from stepflow.models import JsonDict, ResourceLimits
+from stepflow.observability import metrics as ops_metrics
+from stepflow.observability import tracing
 from stepflow.registry import ToolContext, ToolDefinition
 from stepflow.sandbox import classify, resolve_limits, run_sandboxed, sandbox_unavailable
 from stepflow.sandbox.streams import LineBudget
@@ -206,6 +208,8 @@ class CommandTool(ToolDefinition):
             await asyncio.sleep(max(0.0, deadline[1] - (time.monotonic() - started)) + _TIMEOUT_FALLBACK)
             raise TimeoutExceeded(f"command tool {self.id!r} ran past its timeout; its process tree was killed")
         error = classify(result, limits, argv[0])
+        ops_metrics.sandbox_finished(result.start_seconds, error)
+        tracing.sandbox_spans(result.wall_ms, result.start_seconds)
         if error is not None:
             raise error
         stdout = result.stdout.decode("utf-8", errors="replace")

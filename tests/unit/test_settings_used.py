@@ -1,7 +1,9 @@
 """Every setting does something: a ``Settings`` field that no product code reads is a documented lie.
 
-The check reads the product's source (not the tests'): each field of each settings class must be read as an
-attribute somewhere outside ``stepflow/config.py``, directly or through a property of its class that is.
+The check reads the product's source (not the tests'): each field of each settings class must be read somewhere
+outside ``stepflow/config.py``: as an attribute, by its name (``getattr(settings, "field")``), or through a
+property of its class that is. It goes by names, so it can be fooled by a namesake; it cannot miss a field
+that no code names at all.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ CONFIG = ROOT / "stepflow" / "config.py"
 
 
 def _attributes_read(paths: list[Path]) -> set[str]:
+    """Attribute names read, and string constants (names given to ``getattr``), in the given files."""
     names: set[str] = set()
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Attribute):
                 names.add(node.attr)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.add(node.value)
     return names
 
 
