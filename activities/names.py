@@ -3,3 +3,4 @@
 RUN_AND_RECORD = "run_and_record"
 PREPARE_EXECUTION = "prepare_execution"
 FINISH_EXECUTION = "finish_execution"
+RESOLVE_TOOL = "resolve_tool"

@@ -88,7 +88,7 @@ class ProjectionActivities:
         start = ExecutionStart(result.execution_id, request, version, start_time)
         ops_metrics.terminal_state_pending(result.execution_id)
         try:
-            await self._writer.record_execution_end(start, result)
+            await self._writer.record_execution_end(start, result, final=True)
         except DatabaseError as error:
             if isinstance(error.__cause__, IntegrityError):
                 log.warning("execution not recorded: its tool is unknown", execution_id=result.execution_id)

@@ -30,7 +30,7 @@ from activities.names import RUN_AND_RECORD
 from activities.tool_context import ActivityToolContext, ToolRun
 from activities.validation import CheckedRequest, check_request
 from stepflow.config import ExecutorSettings
-from stepflow.contracts import COMPOSITE, RecordedRun, RunAndRecordInput
+from stepflow.contracts import COMPOSITE, WORKER_SHUTDOWN, RecordedRun, RunAndRecordInput
 from stepflow.db.writer import ExecutionStart, ProjectionWriter
 from stepflow.errors import ExecutorError, InternalError, to_application_error
 from stepflow.models import (
@@ -114,7 +114,14 @@ class ToolActivities:
             )
             raise ApplicationError(checked.invalid.message, type=checked.invalid.type, non_retryable=True)
         run = ToolRun(
-            job.execution_id, request, definition.version, checked.parameters, job.retry_delay_ms, job.max_attempts
+            job.execution_id,
+            request,
+            definition.version,
+            checked.parameters,
+            retry_delay_ms=job.retry_delay_ms,
+            max_attempts=job.max_attempts,
+            attempts_before=job.attempts_before,
+            rerun=job.rerun,
         )
         start = ExecutionStart(job.execution_id, request, definition.version, job.start_time, ExecutionStatus.RUNNING)
         recording = _Recording(start, first_lines)
@@ -146,15 +153,18 @@ class ToolActivities:
 
     async def _attempt(self, run: ToolRun, definition: ToolDefinition, recording: _Recording) -> Any:
         info = activity.info()
-        ops_metrics.attempt_started(run.tool_id, info.attempt)
-        ctx = ActivityToolContext(run, info.attempt, cancel_grace=self._cancel_grace)
+        attempt = run.tool_attempt(info.attempt)
+        ops_metrics.attempt_started(run.tool_id, attempt)
+        if info.attempt > 1:  # the workflow learns from the heartbeat which attempt a lost worker was running
+            activity.heartbeat(None, info.attempt)
+        ctx = ActivityToolContext(run, attempt, cancel_grace=self._cancel_grace)
         queue_wait = max(0.0, (info.started_time - info.current_attempt_scheduled_time).total_seconds() * 1000)
-        ctx.log.add(LogLevel.INFO, f"attempt {info.attempt} started", queue_wait_ms=round(queue_wait, 3))
-        attempt_metrics = [Metric(name="attempts", value=info.attempt), Metric(name="queue_wait_ms", value=queue_wait)]
+        ctx.log.add(LogLevel.INFO, _started_line(run, attempt), queue_wait_ms=round(queue_wait, 3))
+        attempt_metrics = [Metric(name="attempts", value=attempt), Metric(name="queue_wait_ms", value=queue_wait)]
         heartbeater = asyncio.create_task(self._heartbeat(ctx, recording))
         began = time.monotonic()
         try:
-            with tracing.span("stepflow.tool.run", run, attempt=info.attempt):
+            with tracing.span("stepflow.tool.run", run, attempt=attempt):
                 output = await definition.run(run.parameters, ctx)
             recording.end = _completed(run, recording.start, output, _end_time(info, began))
             return output
@@ -188,9 +198,13 @@ class ToolActivities:
                 ctx.log.add(LogLevel.WARNING, "cancel requested", attempt=ctx.attempt)
             elif details.timed_out or details.not_found:  # not_found: the server already timed the attempt out
                 self._failed(ctx, run, "TimeoutExceeded", "the attempt exceeded its timeout", True)
+            elif details.worker_shutdown:  # not the tool's failure: the workflow runs it again elsewhere
+                ctx.log.add(LogLevel.WARNING, f"attempt {ctx.attempt} interrupted: worker shutdown")
+                return ApplicationError(
+                    "the worker shut down while the tool ran", activity.info().attempt, type=WORKER_SHUTDOWN
+                )
             else:
-                reason = "worker shutdown" if details.worker_shutdown else "paused or reset"
-                ctx.log.add(LogLevel.WARNING, f"attempt {ctx.attempt} interrupted: {reason}", attempt=ctx.attempt)
+                ctx.log.add(LogLevel.WARNING, f"attempt {ctx.attempt} interrupted: paused or reset")
             return error
         if not isinstance(error, Exception):
             return error
@@ -236,11 +250,17 @@ class ToolActivities:
         last_flush = asyncio.get_running_loop().time()
         while True:  # the first heartbeat waits one interval: a quick tool needs none
             await asyncio.sleep(min(self._heartbeat_every, 0.2) if ctx.log.wants_flush else self._heartbeat_every)
-            activity.heartbeat(ctx.progress)
+            activity.heartbeat(ctx.progress, activity.info().attempt)  # details: progress, this run's attempt
             now = asyncio.get_running_loop().time()
             if ctx.log.wants_flush or now - last_flush >= 1.0:
                 last_flush = now
                 await self._flush(ctx, [], recording, wait_s=0)
+
+
+def _started_line(run: ToolRun, attempt: int) -> str:
+    if run.rerun == 0:
+        return f"attempt {attempt} started"
+    return f"attempt {attempt} started again (run {run.rerun + 1}: the worker running it before was lost)"
 
 
 def _completed(run: ToolRun, start: ExecutionStart, output: Any, end_time: datetime) -> ExecutionResult:

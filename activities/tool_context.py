@@ -3,7 +3,8 @@
 Every line a tool logs through ``ctx.logger`` (structlog-style: ``ctx.logger.info("event", key=value)``) goes
 to the worker's structlog output and into an :class:`AttemptLog`: a bounded in-memory buffer the activity
 flushes to ``execution_logs`` periodically and at the end of the attempt. Lines below the request's
-``logging_level`` are dropped. Each line gets a deterministic ``metadata.seq`` (``"<attempt>.<n>"``) so a
+``logging_level`` are dropped. Each line gets a deterministic ``metadata.seq`` (``"<attempt>.<n>"``, or
+``"<attempt>r<rerun>.<n>"`` when the attempt runs again after its worker was lost) so a
 retried flush never duplicates it.
 """
 
@@ -30,6 +31,14 @@ class ToolRun:
     parameters: JsonDict
     retry_delay_ms: int = 0
     max_attempts: int = 1
+    attempts_before: int = 0
+    """Tool attempts that earlier runs of the activity used up: attempt N of this run is the tool's N + this."""
+    rerun: int = 0
+    """How many times the activity has run again after a lost worker (0: the first run)."""
+
+    def tool_attempt(self, activity_attempt: int) -> int:
+        """The tool's attempt number (1 + earlier tool failures) of this run's ``activity_attempt``."""
+        return self.attempts_before + activity_attempt
 
     @property
     def tool_id(self) -> str:
@@ -77,6 +86,7 @@ class AttemptLog:
     ) -> None:
         self._run = run
         self.attempt = attempt
+        self._label = str(attempt) if run.rerun == 0 else f"{attempt}r{run.rerun}"
         self._keep = run.logging_level.rank
         self._max_lines = max_lines
         self._max_pending = max_pending
@@ -104,14 +114,14 @@ class AttemptLog:
             self.dropped += 1
             return
         self._count += 1
-        self._pending.append(self._entry(level, message, f"{self.attempt}.{self._count}", context))
+        self._pending.append(self._entry(level, message, f"{self._label}.{self._count}", context))
 
     def add_drop_summary(self) -> None:
         """Append (past the bounds) one line saying how many lines were dropped, if any."""
         if self.dropped:
             message = f"{self.dropped} log lines dropped (at most {self._max_lines} kept per attempt)"
             self._out.warning(message)
-            self._pending.append(self._entry(LogLevel.WARNING, message, f"{self.attempt}.dropped", {}))
+            self._pending.append(self._entry(LogLevel.WARNING, message, f"{self._label}.dropped", {}))
 
     def _entry(self, level: LogLevel, message: str, seq: str, context: dict[str, Any]) -> LogEntry:
         metadata = {key: _jsonable(value) for key, value in context.items()}

@@ -78,7 +78,7 @@ class Executor:
         """Connect to Temporal and the projection named by the settings (read from the environment if None)."""
         settings = settings or load_settings()
         client = await connect(settings.temporal)
-        projection = await Projection.open(settings.resolved_database_url)
+        projection = await Projection.open(settings.resolved_database_url, required=False)
         return cls(client, projection, settings)
 
     async def close(self) -> None:
@@ -112,11 +112,17 @@ class Executor:
             request = request.model_copy(update={"context": context})
         execution_id = execution_id_for(request.context.tenant_id, request.context.request_id)
         tracing.bind_execution(execution_id, request)
-        kind = await self._tools.kind_of(request)
+        tool = await self._tools.find(request)
         if request.context.parent_execution_id is not None:
             await self._check_parent(request.context.parent_execution_id, request.context.tenant_id)
         await self._admission.admit()
-        job = ToolExecutionInput(execution_id=execution_id, request=request, runtime=self._runtime(), kind=kind)
+        job = ToolExecutionInput(
+            execution_id=execution_id,
+            request=request,
+            runtime=self._runtime(),
+            kind=tool.kind,
+            idempotent=tool.idempotent,
+        )
         try:
             await self.client.start_workflow(
                 WORKFLOW_NAME,
@@ -221,6 +227,7 @@ class Executor:
             max_retry_count=executor.max_retry_count,
             heartbeat_timeout=executor.heartbeat_timeout_delta,
             cancel_grace=executor.cancel_grace_delta,
+            max_infrastructure_retries=executor.max_infrastructure_retries,
             scheduling=SchedulingOptions(
                 priority_levels=scheduler.priority_levels,
                 send_priority=scheduler.enable_priority_queue,

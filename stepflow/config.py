@@ -47,6 +47,9 @@ class ExecutorSettings(BaseSettings):
     retry_delay: int = Field(default=1000, ge=0, description="Default retry delay in milliseconds.")
     heartbeat_timeout: float = Field(default=5, gt=0, description="Heartbeat timeout of tool activities (s).")
     cancel_grace: float = Field(default=5, ge=0, description="SIGTERM to SIGKILL grace period (s).")
+    max_infrastructure_retries: int = Field(
+        default=3, ge=0, le=100, description="Runs again after a lost worker, not counted as tool retries."
+    )
     enable_monitoring: bool = Field(default=True, description="Write execution metrics.")
     enable_logging: bool = Field(default=True, description="Write execution logs.")
     max_memory_mb: int = Field(default=4096, gt=0, description="Maximum memory limit a request may ask for.")
@@ -176,6 +179,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Declarative tool files (TOML), comma-separated."
     )
     log_format: str = Field(default="auto", pattern="^(auto|console|json)$")
+    reconcile_interval: float = Field(
+        default=30, ge=0, description="Seconds between the worker's reconciliations of closed executions (0: off)."
+    )
 
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

@@ -25,6 +25,9 @@ class _Contract(BaseModel):
 COMPOSITE = "composite"
 """The kind of tool that ToolExecutionWorkflow runs as child executions; every other kind is one activity."""
 
+WORKER_SHUTDOWN = "WorkerShutdown"
+"""The ApplicationError type of an attempt cut short by its worker's shutdown (details: the run's attempt)."""
+
 
 class SchedulingOptions(_Contract):
     """How an execution's priority and tenant become Temporal's priority and fairness keys."""
@@ -43,6 +46,7 @@ class WorkflowRuntimeOptions(_Contract):
     heartbeat_timeout: timedelta
     cancel_grace: timedelta = timedelta(seconds=5)
     scheduling: SchedulingOptions = Field(default_factory=SchedulingOptions)
+    max_infrastructure_retries: int = Field(default=3, ge=0, description="STEPFLOW_EXECUTOR_MAX_INFRASTRUCTURE_RETRIES")
 
 
 class ToolExecutionInput(_Contract):
@@ -51,7 +55,11 @@ class ToolExecutionInput(_Contract):
     execution_id: str
     request: ExecutionRequest
     runtime: WorkflowRuntimeOptions
-    kind: str = Field(description="The tool's kind as the starter found it: composite, or an atomic kind.")
+    kind: str | None = Field(
+        description="The tool's kind as the starter found it: composite, or an atomic kind; None when the starter "
+        "could not read the tools table (the workflow then asks the worker, with resolve_tool)."
+    )
+    idempotent: bool = Field(default=True, description="The tool may run again after its worker was lost.")
 
 
 class RunAndRecordInput(_Contract):
@@ -61,7 +69,9 @@ class RunAndRecordInput(_Contract):
     request: ExecutionRequest
     start_time: datetime
     retry_delay_ms: int = 0
-    max_attempts: int = 1
+    max_attempts: int = Field(default=1, description="Tool attempts in all (1 + retry_count), over every run.")
+    attempts_before: int = Field(default=0, description="Tool attempts earlier runs of this activity used up.")
+    rerun: int = Field(default=0, description="How many times the activity ran again after a lost worker.")
 
 
 class RecordedRun(_Contract):
@@ -75,6 +85,13 @@ class RecordedRun(_Contract):
     output: Any = None
     end_time: datetime
     recorded: bool
+
+
+class ResolvedTool(_Contract):
+    """Result of ``resolve_tool``: what the worker's registry says the requested tool is."""
+
+    kind: str
+    idempotent: bool
 
 
 class PrepareInput(_Contract):
@@ -106,6 +123,7 @@ class CompositeStep(_Contract):
     tool_id: str
     version: str | None = None
     kind: str | None = Field(default=None, description="The step tool's kind, filled in by validate_composites.")
+    idempotent: bool = Field(default=True, description="Whether the step's tool is, filled in likewise.")
     parameters: JsonDict = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list, description="Explicit plus implied by references.")
     timeout: timedelta | None = None

@@ -233,10 +233,11 @@ class ToolInfo(_Model):
 
     id: str
     version: str
-    kind: str = "python"
+    kind: str | None = Field(default="python", description="python, command or composite; None: not known here.")
     description: str = ""
     parameters_schema: JsonDict = Field(default_factory=dict)
     versions: list[str] = Field(default_factory=list, description="Every registered version, oldest first.")
+    idempotent: bool = Field(default=True, description="Safe to run again after its worker was lost mid-run.")
 
 
 class LogEntry(_Model):

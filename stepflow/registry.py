@@ -75,6 +75,8 @@ class ToolDefinition:
     version: str
     description: str = ""
     kind: str = "python"
+    idempotent: bool = True
+    """Safe to run again after its worker was lost mid-run (see docs/reliability.md)."""
 
     def __post_init__(self) -> None:
         if not _ID_PATTERN.match(self.id):
@@ -104,6 +106,7 @@ class ToolDefinition:
             kind=self.kind,
             description=self.description,
             parameters_schema=self.parameters_schema,
+            idempotent=self.idempotent,
         )
 
 
@@ -155,8 +158,11 @@ class PythonTool(ToolDefinition):
 F = TypeVar("F", bound=ToolFunction)
 
 
-def tool(tool_id: str, *, version: str = "1.0.0", description: str = "") -> Callable[[F], F]:
-    """Mark an async function as a Python tool; its first parameter's pydantic model is the schema."""
+def tool(tool_id: str, *, version: str = "1.0.0", description: str = "", idempotent: bool = True) -> Callable[[F], F]:
+    """Mark an async function as a Python tool; its first parameter's pydantic model is the schema.
+
+    ``idempotent=False`` says the tool must not run again after its worker was lost while it ran: the
+    execution then fails with the worker-lost error instead (see docs/reliability.md)."""
 
     def mark(function: F) -> F:
         hints = get_type_hints(function)
@@ -171,6 +177,7 @@ def tool(tool_id: str, *, version: str = "1.0.0", description: str = "") -> Call
             description=doc if isinstance(doc, str) else "".join(doc),
             function=function,
             input_model=model,
+            idempotent=idempotent,
         )
         setattr(function, _TOOL_ATTRIBUTE, definition)
         return function

@@ -20,7 +20,7 @@ from stepflow.temporal_config import TemporalConnection, resolve
 _SERVER_CA_VARIABLES = "TEMPORAL_TLS_SERVER_CA_CERT_PATH or STEPFLOW_TEMPORAL_TLS_SERVER_CA_CERT_PATH"
 # how a server that refuses the client's certificate (or its absence) shows: it hangs up during or right after
 # the handshake, and which of these the SDK reports depends on the timing
-_HANDSHAKE_CLOSED = ("connection closed", "Cancelled", "close_notify", "handshake", "HandshakeFailure")
+_HANDSHAKE_CLOSED = ("connection closed", "Cancelled", "close_notify", "handshake", "HandshakeFailure", "broken pipe")
 
 
 async def connect(settings: TemporalSettings) -> Client:

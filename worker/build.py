@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import stepflow.tools
 from activities.projection import ProjectionActivities
+from activities.resolve import ResolveActivities
 from activities.run_and_record import ToolActivities
 from stepflow.config import Settings
 from stepflow.db.projection import Projection
@@ -24,6 +25,7 @@ from stepflow.registry import ToolRegistry
 from stepflow.temporal import connect
 from stepflow.tools.composite import validate_composites
 from stepflow.tools.loader import load_tool_file
+from worker.reconciler import running_reconciler
 from workflows import ToolExecutionWorkflow
 
 log = structlog.get_logger(__name__)
@@ -75,6 +77,7 @@ def build_worker(
         cancel_grace=executor.cancel_grace_delta,
     )
     bookkeeping = ProjectionActivities(registry, projection.writer, executor)
+    resolver = ResolveActivities(registry)
     pollers = (
         PollerBehaviorAutoscaling(minimum=pool.min_workers, maximum=pool.max_workers)
         if pool.enable_auto_scaling
@@ -88,6 +91,7 @@ def build_worker(
             tools.run_and_record,
             bookkeeping.prepare_execution,
             bookkeeping.finish_execution,
+            resolver.resolve_tool,
         ],
         max_concurrent_activities=executor.max_concurrent_executions,
         max_concurrent_local_activities=executor.max_concurrent_executions,
@@ -139,7 +143,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 tools=len(registry),
                 database=settings.resolved_database_url,
             )
-            async with worker:
+            task_queue, interval = settings.temporal.task_queue, settings.reconcile_interval
+            async with worker, running_reconciler(client, projection, task_queue, interval=interval):
                 await stop.wait()
                 log.info("worker stopping")
     finally:

@@ -237,7 +237,13 @@ class CompositeRunner:
         if step.kind is None:
             message = f"step {step.id!r}: the plan does not say which kind of tool {step.tool_id!r} is"
             return StepOutcome(ExecutionStatus.FAILED, error=ErrorInfo(type="InternalError", message=message))
-        child = ToolExecutionInput(execution_id=child_id, request=request, runtime=self._job.runtime, kind=step.kind)
+        child = ToolExecutionInput(
+            execution_id=child_id,
+            request=request,
+            runtime=self._job.runtime,
+            kind=step.kind,
+            idempotent=step.idempotent,
+        )
         try:
             result: ExecutionResult = await workflow.execute_child_workflow(
                 WORKFLOW_NAME,

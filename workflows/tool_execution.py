@@ -7,6 +7,8 @@ not commit in time) is recorded by the ``finish_execution`` local activity.
 
 A composite is validated and recorded by ``prepare_execution`` (local activity), runs its steps as child
 executions of this same workflow (:mod:`workflows.composite`) and is recorded by ``finish_execution``.
+When the starter could not tell the tool's kind (its tools table was unreachable), the ``resolve_tool``
+local activity asks the worker first. A lost worker is not the tool's failure (:mod:`workflows.attempts`).
 
 Everything the workflow needs travels in its input; a failure is an ``ApplicationError`` typed with the
 spec's error kind. A change to the commands goes behind ``workflow.patched()``, with a replay test of the
@@ -24,7 +26,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION, RUN_AND_RECORD
+    from activities.names import FINISH_EXECUTION, PREPARE_EXECUTION, RESOLVE_TOOL, RUN_AND_RECORD
     from stepflow import search_attributes
     from stepflow.contracts import (
         COMPOSITE,
@@ -32,13 +34,14 @@ with workflow.unsafe.imports_passed_through():
         PreparedExecution,
         PrepareInput,
         RecordedRun,
-        RunAndRecordInput,
+        ResolvedTool,
         ToolExecutionInput,
     )
     from stepflow.errors import NON_RETRYABLE_KINDS, ExecutorError, TimeoutExceeded, from_failure
     from stepflow.models import ErrorInfo, ExecutionMetadata, ExecutionResult, ExecutionStatus, ExecutionTiming
     from stepflow.workflow_start import WORKFLOW_NAME
 
+from workflows.attempts import INFRASTRUCTURE_RETRIES, Attempts, lost_attempt
 from workflows.composite import CompositeRunner
 
 PROJECTION_TIMEOUT = timedelta(seconds=30)
@@ -64,6 +67,15 @@ class ToolExecutionWorkflow:
 
     @workflow.run
     async def run(self, job: ToolExecutionInput) -> ExecutionResult:
+        if job.kind is None:  # the starter could not read the tools table: ask a worker what the tool is
+            resolved: ResolvedTool = await workflow.execute_local_activity(
+                RESOLVE_TOOL,
+                job.request,
+                result_type=ResolvedTool,
+                start_to_close_timeout=PROJECTION_TIMEOUT,
+                retry_policy=PROJECTION_RETRY,
+            )
+            job = job.model_copy(update={"kind": resolved.kind, "idempotent": resolved.idempotent})
         if job.kind == COMPOSITE:
             return await self._run_composite(job)
         return await self._run_atomic(job)
@@ -71,21 +83,21 @@ class ToolExecutionWorkflow:
     async def _run_atomic(self, job: ToolExecutionInput) -> ExecutionResult:
         self._status = ExecutionStatus.RUNNING  # for the status query; StepflowStatus is set at the end only
         attempts = Attempts(job)
-        try:
-            run: RecordedRun = await workflow.execute_activity(
-                RUN_AND_RECORD,
-                RunAndRecordInput(
-                    execution_id=job.execution_id,
-                    request=job.request,
-                    start_time=workflow.info().start_time,
-                    retry_delay_ms=attempts.retry_delay_ms,
-                    max_attempts=attempts.max_attempts,
-                ),
-                result_type=RecordedRun,
-                **attempts.activity_options(),
-            )
-        except (ActivityError, asyncio.CancelledError, CancelledError) as failure:
-            await self._end_unsuccessful(job, job.request.version, failure)
+        while True:
+            try:
+                run: RecordedRun = await workflow.execute_activity(
+                    RUN_AND_RECORD,
+                    attempts.activity_input(job, workflow.info().start_time),
+                    result_type=RecordedRun,
+                    **attempts.activity_options(),
+                )
+                break
+            except (ActivityError, asyncio.CancelledError, CancelledError) as failure:
+                lost = lost_attempt(failure)  # a lost worker is not the tool's failure (workflows/attempts.py)
+                if lost is None or not workflow.patched(INFRASTRUCTURE_RETRIES):
+                    await self._end_unsuccessful(job, job.request.version, failure)
+                elif not attempts.run_again_after(lost):
+                    await self._end_unsuccessful(job, job.request.version, attempts.worker_lost(job))
         result = _result(job, run.version, ExecutionStatus.COMPLETED, run.end_time, output=run.output)
         if not run.recorded:  # the database was unavailable: record the end durably, retrying until it is back
             await self._finish(job, result)
@@ -144,31 +156,6 @@ class ToolExecutionWorkflow:
     def _set_status(self, status: ExecutionStatus) -> None:
         self._status = status
         workflow.upsert_search_attributes([search_attributes.STATUS.value_set(status.value)])
-
-
-class Attempts:
-    """The tool activity's retries and timeouts, from the request's options capped by the engine's settings."""
-
-    def __init__(self, job: ToolExecutionInput) -> None:
-        options, runtime = job.request.options, job.runtime
-        self.max_attempts = 1 + min(options.retry_count, runtime.max_retry_count)
-        self.retry_delay = options.retry_delay if options.retry_delay is not None else runtime.default_retry_delay
-        self.retry_delay_ms = int(self.retry_delay.total_seconds() * 1000)
-        self._timeout = options.timeout or runtime.default_timeout
-        self._heartbeat_timeout = runtime.heartbeat_timeout
-
-    def activity_options(self) -> dict[str, Any]:
-        return {
-            "start_to_close_timeout": self._timeout,
-            "heartbeat_timeout": self._heartbeat_timeout,
-            "retry_policy": RetryPolicy(
-                initial_interval=max(self.retry_delay, timedelta(milliseconds=1)),
-                backoff_coefficient=2.0,
-                maximum_attempts=self.max_attempts,
-                non_retryable_error_types=list(NON_RETRYABLE_KINDS),
-            ),
-            "cancellation_type": workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        }
 
 
 def _result(

@@ -8,7 +8,8 @@ logs, metrics) on the same engine.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Engine
+import structlog
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stepflow.db.engine import create_engine, create_schema, sqlite_writer_engine
@@ -16,6 +17,8 @@ from stepflow.db.group_commit import GroupCommitter
 from stepflow.db.reader import DB_ERRORS, ProjectionReader
 from stepflow.db.writer import ProjectionWriter
 from stepflow.errors import DatabaseError
+
+log = structlog.get_logger(__name__)
 
 
 class Projection:
@@ -45,15 +48,31 @@ class Projection:
         max_batch: int = 500,
         write_logs: bool = True,
         write_metrics: bool = True,
+        required: bool = True,
     ) -> Projection:
-        """Connect to ``url`` and (by default) create or upgrade the schema with the migrations."""
+        """Connect to ``url`` and (by default) create or upgrade the schema with the migrations.
+
+        An unreachable database is a DatabaseError, unless ``required`` is False (a starter: it can start,
+        watch and cancel executions from Temporal alone): then it is logged, and reads fail until it is back.
+        """
         engine = create_engine(url)
         if create:
             try:
                 await create_schema(engine)
             except DB_ERRORS as exc:
-                await engine.dispose()
-                raise DatabaseError(f"cannot prepare the projection database {url!r}: {exc}") from exc
+                where = make_url(url).render_as_string(hide_password=True)
+                if not required:
+                    log.warning(
+                        "projection database unreachable: lists, logs and metrics fail until it is back",
+                        database=where,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                else:
+                    await engine.dispose()
+                    raise DatabaseError(
+                        f"cannot prepare the projection database {where}: {type(exc).__name__}: {exc}; check that "
+                        "it is up and that STEPFLOW_DATABASE_URL points at it"
+                    ) from exc
         return cls(
             engine,
             max_batch=max_batch,

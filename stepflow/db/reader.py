@@ -6,7 +6,7 @@ fact); a database failure is a DatabaseError that names the database and the rea
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -56,6 +56,15 @@ class ProjectionReader:
             return (await connection.execute(select(executions).where(executions.c.id == execution_id))).first()
 
         return await self._read(f"execution {execution_id}", read)
+
+    async def get_executions(self, execution_ids: Sequence[str]) -> dict[str, Row[Any]]:
+        """The rows of these executions (those that have one), by id."""
+
+        async def read(connection: AsyncConnection) -> dict[str, Row[Any]]:
+            found = await connection.execute(select(executions).where(executions.c.id.in_(list(execution_ids))))
+            return {row.id: row for row in found.all()}
+
+        return await self._read(f"{len(execution_ids)} executions", read) if execution_ids else {}
 
     async def list_executions(self, execution_filter: ExecutionFilter | None = None) -> list[ExecutionInfo]:
         """Executions matching the filter, newest first."""

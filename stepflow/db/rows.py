@@ -94,4 +94,5 @@ def tool_info(row: Row[Any]) -> ToolInfo:
         description=row.description,
         parameters_schema=row.parameters_schema,
         versions=list(row.versions),
+        idempotent=bool(row.idempotent),
     )

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Text,
     func,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -77,6 +79,7 @@ tools = Table(
     Column("description", Text, nullable=False, server_default=""),
     Column("parameters_schema", JSONText, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("idempotent", Boolean, nullable=False, server_default=true()),
 )
 
 executions = Table(
@@ -130,8 +133,9 @@ execution_metrics = Table(
     sqlite_autoincrement=True,
 )
 
-# A log line's ``metadata.seq`` is deterministic per line ("<attempt>.<n>", "prepare", "finish"), so a retried write
-# of the same lines conflicts on this index and is skipped (ON CONFLICT DO NOTHING) instead of duplicating them.
+# A log line's ``metadata.seq`` is deterministic per line ("<attempt>.<n>", "prepare", "finish.<status>"), so a
+# retried write of the same lines conflicts on this index and is skipped (ON CONFLICT DO NOTHING) instead of
+# duplicating them.
 LOG_SEQ_SQLITE = "json_extract(metadata, '$.seq')"
 LOG_SEQ_POSTGRESQL = "(metadata::jsonb ->> 'seq')"
 LOG_SEQ_INDEXES = (

@@ -3,7 +3,9 @@
 Each write is idempotent, so a retried activity or a replayed write is harmless:
 
 - an ``executions`` row is inserted once (``ON CONFLICT DO NOTHING``); its status moves only forwards
-  (``pending`` -> ``running`` -> terminal) and a terminal row is never rewritten by a worker;
+  (``pending`` -> ``running`` -> terminal). An activity's terminal write is provisional (it changes only a
+  row that is not terminal yet); the workflow's record of the end is final and overwrites it, so the row
+  ends as Temporal says even when an attempt's completion was not accepted;
 - a log line carries a deterministic ``metadata.seq`` and is skipped when its (execution, seq) exists;
 - a metric is unique per (execution, name): a later value replaces an earlier one, ``attempts`` only grows;
 - ``tools`` rows and rebuilt ``executions`` rows are upserts.
@@ -79,7 +81,7 @@ def _metric_upsert(connection: Any) -> Any:
 
 def _tools_upsert(connection: Any) -> Any:
     statement = dialect_insert(connection, tools)
-    columns = ("version", "versions", "kind", "description", "parameters_schema", "updated_at")
+    columns = ("version", "versions", "kind", "description", "parameters_schema", "idempotent", "updated_at")
     return statement.on_conflict_do_update(
         index_elements=[tools.c.id], set_={name: statement.excluded[name] for name in columns}
     )
@@ -109,21 +111,29 @@ MARK_RUNNING = RowStatement(
         .values(status=ExecutionStatus.RUNNING.value)
     ),
 )
+_FINISH_VALUES = {
+    "status": bindparam("finish_status"),
+    "result_data": bindparam("finish_result", type_=JSONText()),
+    "error_message": bindparam("finish_error"),
+    "end_time": bindparam("finish_end", type_=UTCDateTime()),
+    "duration_ms": bindparam("finish_duration"),
+}
 FINISH_UPDATE = RowStatement(
     "executions.finish",
     4,
     lambda c: (
         update(executions)
         .where(and_(executions.c.id == bindparam("finish_id"), executions.c.status.not_in(_TERMINAL_LITERALS)))
-        .values(
-            status=bindparam("finish_status"),
-            result_data=bindparam("finish_result", type_=JSONText()),
-            error_message=bindparam("finish_error"),
-            end_time=bindparam("finish_end", type_=UTCDateTime()),
-            duration_ms=bindparam("finish_duration"),
-        )
+        .values(**_FINISH_VALUES)
     ),
 )
+"""A provisional end (an activity's): written only over a row that is not terminal yet."""
+FINISH_FINAL = RowStatement(
+    "executions.finish_final",
+    5,
+    lambda c: update(executions).where(executions.c.id == bindparam("finish_id")).values(**_FINISH_VALUES),
+)
+"""The final end (the workflow's record): written over whatever the row says."""
 
 
 def execution_row(
@@ -214,6 +224,7 @@ def tool_rows(infos: Sequence[ToolInfo]) -> list[dict[str, Any]]:
             "kind": versions[-1].kind,
             "description": versions[-1].description,
             "parameters_schema": versions[-1].parameters_schema,
+            "idempotent": versions[-1].idempotent,
             "updated_at": now,
         }
         for tool_id, versions in by_id.items()

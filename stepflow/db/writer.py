@@ -6,7 +6,8 @@ An execution is written in three moments, each one idempotent (see :mod:`stepflo
 - :meth:`~ProjectionWriter.record_attempt`: an attempt's buffered lines and metrics, the move to ``running``;
 - :meth:`~ProjectionWriter.record_execution_end`: the terminal status, output, error, end time and duration,
   the terminal lifecycle line and the ``duration_ms`` / ``attempts`` / ``output_bytes`` metrics; the row is
-  inserted first if it is missing, so an end is never lost for want of a start.
+  inserted first if it is missing, so an end is never lost for want of a start. An end written by the
+  activity is provisional; the workflow's record (``final``) overwrites it when the two differ.
 
 Writes go through a :class:`~stepflow.db.group_commit.GroupCommitter`, so concurrent writers share
 transactions; writes that must land but may not block go through its :class:`~stepflow.db.spool.WriteSpool`.
@@ -88,11 +89,14 @@ class ProjectionWriter:
         *,
         lines: Sequence[LogEntry] = (),
         metrics: Sequence[Metric] = (),
+        final: bool = False,
     ) -> None:
         """Write the terminal state with its line and metrics, inserting the row first if it is missing.
 
-        A row that is terminal already is left as it is (this is a retry of a committed write, or a late
-        duplicate); ``lines`` and ``metrics`` (an attempt's last ones) go in the same transaction.
+        A provisional end (``final=False``: the activity's) leaves a row that is terminal already as it is (a
+        retry of a committed write, or a late duplicate); the final one (the workflow's record) overwrites it.
+        ``lines`` and ``metrics`` (an attempt's last ones) go in the same transaction. The terminal line's seq
+        names the status, so the same end twice is one line and a corrected end adds its own.
         """
         if not result.status.is_terminal:
             raise ValueError(f"record_execution_end needs a terminal status, got {result.status}")
@@ -104,7 +108,11 @@ class ProjectionWriter:
         level, message = sql.terminal_event(result.status, result.error)
         last_lines = list(lines)
         if level.rank >= start.request.options.logging_level.rank:
-            metadata = {"seq": "finish", "tool_id": start.request.tool_id, "version": start.version}
+            metadata = {
+                "seq": f"finish.{result.status.value}",
+                "tool_id": start.request.tool_id,
+                "version": start.version,
+            }
             last_lines.append(
                 LogEntry(
                     execution_id=execution_id,
@@ -128,7 +136,7 @@ class ProjectionWriter:
             error=result.error,
         )
         rows = self._start_rows(start, last_lines) + self._telemetry_rows(execution_id, (), end_metrics)
-        await self._write([*rows, (sql.FINISH_UPDATE, [finish])])
+        await self._write([*rows, (sql.FINISH_FINAL if final else sql.FINISH_UPDATE, [finish])])
 
     async def record_metric(self, execution_id: str, metric: Metric) -> None:
         """Record one value (recording the same name again replaces it; ``attempts`` only grows)."""

@@ -15,6 +15,7 @@ call                                   where
 :func:`projection_write_failed`        a projection write failed for good, or was dropped
 :func:`terminal_state_pending`         a terminal state was handed to the projection and waits to commit
 :func:`terminal_state_written`         ... and committed
+:func:`projection_rows_mended`         the reconciler restored rows that disagreed with Temporal
 =====================================  ====================================================================
 
 Label values are bounded, so the number of series cannot explode: ``tool`` takes the registered tool ids,
@@ -101,6 +102,11 @@ PROJECTION_WRITE_FAILURES = Counter(
     "stepflow_projection_write_failures",
     "Projection writes that failed (error: the database refused or was unreachable; dropped: too many waiting).",
     ["reason"],
+    registry=REGISTRY,
+)
+ROWS_MENDED = Counter(
+    "stepflow_projection_rows_mended",
+    "Executions rows the reconciler restored from Temporal's history (missing, or ending otherwise).",
     registry=REGISTRY,
 )
 UNWRITTEN_TERMINAL = Gauge(
@@ -244,6 +250,10 @@ def projection_batch_committed(writes: int) -> None:
 
 def projection_write_failed(reason: str = "error") -> None:
     PROJECTION_WRITE_FAILURES.labels(reason).inc()
+
+
+def projection_rows_mended(rows: int) -> None:
+    ROWS_MENDED.inc(rows)
 
 
 def terminal_state_pending(execution_id: str) -> None:

@@ -50,7 +50,7 @@ from stepflow.sandbox.streams import LineBudget
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}
-_KEYS = {"id", "version", "kind", "description", "argv", "stdin", "env", "output", "parameters", "limits"}
+_KEYS = {"id", "version", "kind", "description", "argv", "stdin", "env", "output", "parameters", "limits", "idempotent"}
 _PARAM_KEYS = {"type", "required", "default", "description", "enum", "max_length", "minimum", "maximum"}
 _TIMEOUT_MARGIN = 0.25
 _TIMEOUT_FALLBACK = 10.0
@@ -277,6 +277,9 @@ def parse_command_tool(table: dict[str, Any], path: Path) -> CommandTool:
     env = table.get("env", [])
     if not (isinstance(env, list) and all(isinstance(name, str) for name in env)):
         raise ValueError("env must be a list of variable names")
+    idempotent = table.get("idempotent", True)
+    if not isinstance(idempotent, bool):
+        raise ValueError(f"idempotent must be true or false, got {idempotent!r}")
     try:
         limits = ResourceLimits(**table.get("limits", {}))
     except ValidationError as exc:
@@ -285,6 +288,7 @@ def parse_command_tool(table: dict[str, Any], path: Path) -> CommandTool:
         id=table["id"],
         version=str(table.get("version", "1.0.0")),
         description=str(table.get("description", "")),
+        idempotent=idempotent,
         argv=tuple(argv),
         stdin=table.get("stdin"),
         env=tuple(env),

@@ -282,7 +282,8 @@ def validate_composites(registry: ToolRegistry) -> None:
     for composite in composites:
         for step in composite.plan.steps:
             try:
-                step.kind = registry.resolve(step.tool_id, step.version).kind
+                resolved = registry.resolve(step.tool_id, step.version)
+                step.kind, step.idempotent = resolved.kind, resolved.idempotent
             except ExecutorError as exc:
                 raise ConfigError(f"{composite.where(step.id)}: {exc}") from None
 

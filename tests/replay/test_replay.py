@@ -37,14 +37,23 @@ from tests.replay.record_histories import (
 from tests.workflows.timeskip import events, of_type, runtime_for
 from workflows import ToolExecutionWorkflow
 
-# The event that closes each path's history.
-CLOSING_EVENT = {
-    "completed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
-    "retried_completed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
-    "failed": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
-    "cancelled": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
-    "timed_out": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
-    "invalid": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
+LOCAL_ACTIVITY, PATCH = "core_local_activity", "core_patch"
+# Each path's closing event, the activities it scheduled and the markers it recorded: a completion is recorded
+# by the activity itself, every other end by the finish_execution local activity; a lost worker's run is run
+# again behind the infrastructure-retries patch.
+EXPECTED = {
+    "completed": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, 1, []),
+    "retried_completed": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, 1, []),
+    "failed": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, 1, [LOCAL_ACTIVITY]),
+    "cancelled": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, 1, [LOCAL_ACTIVITY]),
+    "timed_out": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, 1, [LOCAL_ACTIVITY]),
+    "invalid": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, 1, [LOCAL_ACTIVITY]),
+    "worker_lost": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, 2, [PATCH]),
+}
+# Histories recorded before a change to the workflow's commands, which the code must still replay (patched()).
+BEFORE = {
+    "worker_lost.before_infrastructure_retries": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, 1, [LOCAL_ACTIVITY]),
 }
 
 
@@ -57,19 +66,23 @@ def replayer() -> Replayer:
     return Replayer(workflows=[ToolExecutionWorkflow], data_converter=DATA_CONVERTER)
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", [*PATHS, *BEFORE])
 async def test_recorded_path_replays_without_nondeterminism(path: str) -> None:
     history = load(f"{PREFIX}_{path}")
-    assert history.events[-1].event_type == CLOSING_EVENT[path], "the recording covers the whole path"
+    closing, activities, markers = {**EXPECTED, **BEFORE}[path]
+    assert history.events[-1].event_type == closing, "the recording covers the whole path"
     scheduled = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
-    assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in scheduled] == [RUN_AND_RECORD]
-    markers = [
-        e.marker_recorded_event_attributes for e in history.events if e.HasField("marker_recorded_event_attributes")
-    ]
-    # a completion is recorded by the activity itself; every other end by the finish_execution local activity
-    assert [m.marker_name for m in markers] == ([] if path.endswith("completed") else ["core_local_activity"])
+    assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in scheduled] == [
+        RUN_AND_RECORD
+    ] * activities
+    recorded = [e.marker_recorded_event_attributes.marker_name for e in of_type(list(history.events), MARKER)]
+    assert recorded == markers
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{PREFIX}_{path}.json no longer replays: {result.replay_failure}"
+
+
+def test_every_path_has_its_expectations() -> None:
+    assert set(EXPECTED) == set(PATHS)
 
 
 async def test_retried_history_records_the_third_attempt() -> None:
@@ -80,7 +93,7 @@ async def test_retried_history_records_the_third_attempt() -> None:
 
 def test_every_committed_history_is_replayed_by_a_test() -> None:
     """A history file nobody replays proves nothing: each one belongs to a path of this test or the composites'."""
-    replayed = {f"{PREFIX}_{path}" for path in PATHS} | {ALTERED}
+    replayed = {f"{PREFIX}_{path}" for path in [*PATHS, *BEFORE]} | {ALTERED}
     committed = {path.stem for path in HISTORIES.glob("*.json") if not path.stem.startswith("composite_")}
     assert committed == replayed
 
