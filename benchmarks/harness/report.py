@@ -79,7 +79,7 @@ def table(rows: list[Row], skipped: dict[str, str], title: str) -> Table:
 
 
 def print_report(rows: list[Row], skipped: dict[str, str], meta: dict[str, Any]) -> None:
-    console = Console(width=max(Console().width, 180))
+    console = Console(width=max(Console().width, 200))
     settings = "on" if meta["server_settings"] else "off (Temporal's defaults)"
     title = (
         f"stepflow benchmarks, {meta['date']}: {meta['cores']} cores, load {meta['load_average'][0]:.1f}, "
