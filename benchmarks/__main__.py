@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--json FILE] [--only NAME ...] [--rounds N] [--without-server-settings]``.
+"""``python -m benchmarks [--quick] [--json FILE] [--markdown FILE] [--only NAME ...] [--rounds N] ...``.
 
 Starts its own dev server (``stepflow server``'s command line), a product worker and a bare worker, runs each
 benchmark's sides in alternating rounds and prints one table; see docs/benchmarks.md.
@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.harness.context import Context, Skipped
 from benchmarks.harness.processes import ROOT
-from benchmarks.harness.report import machine, print_report, write_json
+from benchmarks.harness.report import machine, markdown, print_report, write_json
 from benchmarks.harness.stage import stage
 from benchmarks.harness.stats import Row
 from benchmarks.parallel import fan_out
@@ -36,6 +36,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, two rounds: the whole suite in a minute")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure to FILE")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table to FILE as Markdown")
     parser.add_argument("--only", nargs="+", choices=[b.key for b in SUITE], metavar="NAME", help="run only these")
     parser.add_argument("--rounds", type=int, help="rounds per benchmark (default: 5, 3 for memory and writer)")
     parser.add_argument(
@@ -80,7 +81,7 @@ async def main(argv: list[str] | None = None) -> int:
     configure_logging(level=logging.WARNING)
     compile_sources()
     postgres_url = os.environ.get("STEPFLOW_TEST_POSTGRES_URL")
-    selected = args.only or [b.key for b in SUITE]
+    selected = args.only or [b.key for b in SUITE if b.default]
     with tempfile.TemporaryDirectory(prefix="stepflow-bench-") as scratch:
         directory = args.keep or Path(scratch)
         directory.mkdir(parents=True, exist_ok=True)
@@ -93,6 +94,8 @@ async def main(argv: list[str] | None = None) -> int:
     print_report(rows, skipped, meta)
     if args.json:
         write_json(args.json, rows, skipped, meta)
+    if args.markdown:
+        args.markdown.write_text(markdown(rows, skipped))
     return 0
 
 

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from benchmarks import bare_shapes
 from benchmarks.bare import ACTIVITIES, WORKFLOWS
 from stepflow.config import Settings, load_settings
 from worker.build import build_registry, build_worker, running_projection
@@ -66,7 +67,12 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     worker = Worker(
-        client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES, workflow_runner=RUNNER, **sizing
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS + bare_shapes.WORKFLOWS,
+        activities=ACTIVITIES,
+        workflow_runner=RUNNER,
+        **sizing,
     )
     async with worker:
         print(f"bare worker polling {task_queue} with {sorted(sizing)}", flush=True)

@@ -1,8 +1,8 @@
 """The benchmarks of the suite, in the order the table shows them.
 
 Each is a module with a ``measure(context) -> list[Row]`` coroutine; ``shared`` says it measures on the suite's
-shared dev server (one server, both sides, started once). To add one (the API round trip, when the API exists),
-write its module beside the others and list it here.
+shared dev server (one server, both sides, started once); ``default`` that a run without ``--only`` includes it.
+To add one (the API round trip, when the API exists), write its module beside the others and list it here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from benchmarks import latency, memory, parallel, projection_writer, sandbox, sequential, throughput
+from benchmarks import latency, memory, parallel, projection_writer, sandbox, sequential, shapes, throughput
 from benchmarks.harness.context import Context
 from benchmarks.harness.stats import Row
 
@@ -23,6 +23,7 @@ class Benchmark:
     title: str
     measure: Callable[[Context], Awaitable[list[Row]]]
     shared: bool
+    default: bool = True  # in the run without --only
 
 
 SUITE: tuple[Benchmark, ...] = (
@@ -33,4 +34,5 @@ SUITE: tuple[Benchmark, ...] = (
     Benchmark("memory", memory.NAME, memory.measure, shared=False),  # a fresh server per side and round
     Benchmark("sandbox", sandbox.NAME, sandbox.measure, shared=True),
     Benchmark("writer", projection_writer.NAME, projection_writer.measure, shared=False),
+    Benchmark("shapes", shapes.NAME, shapes.measure, shared=True, default=False),  # prototypes for the gaps
 )

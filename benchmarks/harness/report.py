@@ -94,3 +94,27 @@ def print_report(rows: list[Row], skipped: dict[str, str], meta: dict[str, Any])
 def write_json(path: Path, rows: list[Row], skipped: dict[str, str], meta: dict[str, Any]) -> None:
     document = {"meta": meta, "rows": [row.as_dict() for row in rows], "skipped": skipped}
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def markdown(rows: list[Row], skipped: dict[str, str]) -> str:
+    """The table as Markdown (for docs/benchmarks.md)."""
+    lines = [
+        "| benchmark | metric | subject | median (range) | baseline | median (range) | ratio (range) | goal |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
+    for i, row in enumerate(rows):
+        ratio = row.ratio
+        first = i == 0 or rows[i - 1].benchmark != row.benchmark
+        cells = [
+            row.benchmark if first else "",
+            row.metric,
+            row.subject,
+            _cell(row.subject_summary),
+            row.baseline,
+            _cell(row.baseline_summary),
+            "-" if ratio is None else f"**{ratio.median:.2f}** ({ratio.low:.2f}-{ratio.high:.2f})",
+            row.goal,
+        ]
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    lines += [f"| {name} | skipped: {reason} | | | | | | |" for name, reason in skipped.items()]
+    return "\n".join(lines) + "\n"
