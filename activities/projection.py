@@ -4,14 +4,17 @@ They run as local activities of ToolExecutionWorkflow (cheap: no task-queue roun
 with backoff while the database is unavailable (a failed write raises the retryable DatabaseError), so a
 projection outage delays the bookkeeping, never the execution's result.
 
-- ``prepare_execution`` (composites): validate the request, insert the row (``running``: a composite runs
-  from its start) with its "validated" line, hand over the plan of steps.
+- ``prepare_execution`` (composites): validate the request and the caller's right to run every step's tool,
+  insert the row (``running``: a composite runs from its start) with its "validated" line, hand over the plan
+  of steps.
 - ``finish_execution``: write the terminal status, output, error, end time and duration with the terminal
   line and metrics (:meth:`~stepflow.db.writer.ProjectionWriter.record_execution_end`), inserting the row
   first if the execution never wrote one.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +26,8 @@ from stepflow.config import ExecutorSettings
 from stepflow.contracts import FinishInput, PreparedExecution, PrepareInput
 from stepflow.db.writer import ExecutionStart, ProjectionWriter
 from stepflow.errors import DatabaseError, ExecutorError, InternalError, to_application_error
-from stepflow.models import ExecutionStatus
+from stepflow.identity import ExecutionPermissionChecker, Principal
+from stepflow.models import ErrorInfo, ExecutionStatus
 from stepflow.observability import metrics as ops_metrics
 from stepflow.registry import ToolRegistry
 from stepflow.tools.composite import CompositeTool
@@ -34,10 +38,17 @@ log = structlog.get_logger(__name__)
 class ProjectionActivities:
     """Validation against the registry and the workflow's idempotent writes of the executions row."""
 
-    def __init__(self, registry: ToolRegistry, writer: ProjectionWriter, executor: ExecutorSettings) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        writer: ProjectionWriter,
+        executor: ExecutorSettings,
+        permissions: ExecutionPermissionChecker,
+    ) -> None:
         self._registry = registry
         self._writer = writer
         self._executor = executor
+        self._permissions = permissions
 
     @activity.defn(name=PREPARE_EXECUTION)
     async def prepare_execution(self, job: PrepareInput) -> PreparedExecution:
@@ -57,6 +68,8 @@ class ProjectionActivities:
                 )
         except ExecutorError as error:
             raise to_application_error(error) from None
+        if checked.invalid is None and job.principal is not None:
+            checked = replace(checked, invalid=await self._denied_step(job.principal, definition))
         status = ExecutionStatus.RUNNING if checked.invalid is None else ExecutionStatus.PENDING
         start = ExecutionStart(job.execution_id, request, definition.version, job.start_time, status)
         await self._writer.record_execution_start(start, lines=[] if checked.line is None else [checked.line])
@@ -67,6 +80,18 @@ class ProjectionActivities:
             error=checked.invalid,
             plan=definition.plan,
         )
+
+    async def _denied_step(self, principal: Principal, composite: CompositeTool) -> ErrorInfo | None:
+        """PermissionDenied for the first step whose tool the caller may not run: a composite runs no tool its
+        caller could not run itself (a nested composite checks its own steps when it starts)."""
+        for step in composite.plan.steps:
+            if not await self._permissions.can_execute_tool(principal, step.tool_id):
+                message = (
+                    f"{principal} may not run tool {step.tool_id!r}, which step {step.id!r} of composite "
+                    f"{composite.id!r} runs; an admin can grant it with stepflow grants add"
+                )
+                return ErrorInfo(type="PermissionDenied", message=message)
+        return None
 
     @activity.defn(name=FINISH_EXECUTION)
     async def finish_execution(self, end: FinishInput) -> str | None:

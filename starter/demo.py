@@ -31,6 +31,7 @@ from starter.executor import Executor
 from starter.server import parse_address, pick_port, running_server, stop_event
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
 from stepflow.errors import ExecutorError
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.logging import configure_logging
 from stepflow.models import (
     ExecutionContext,
@@ -299,7 +300,7 @@ async def run_demo(*, keep_data: bool = False, keep_running: bool = False, cases
             async with running_projection(config, registry) as projection:
                 worker = build_worker(client, config, registry, projection)
                 async with worker:
-                    executor = Executor(client, projection, config)
+                    executor = Executor(client, projection, config, principal=LOCAL_ADMIN)
                     console.stdout.print(
                         f"\nRunning {len(cases)} executions on task queue {config.temporal.task_queue}:"
                     )

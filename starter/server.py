@@ -99,7 +99,9 @@ def dev_server_command(settings: Settings, *, headless: bool = False) -> list[st
     ]
     for pragma in SQLITE_PRAGMAS:
         command += ["--sqlite-pragma", pragma]
-    command += ["--headless"] if headless else ["--ui-port", str(where.ui_port), "--ui-disable-news-fetch"]
+    # the Web UI shows every tenant's executions: it listens on STEPFLOW_TEMPORAL_UI_HOST (localhost) only
+    ui = ["--ui-ip", settings.temporal.ui_host, "--ui-port", str(where.ui_port), "--ui-disable-news-fetch"]
+    command += ["--headless"] if headless else ui
     return command
 
 

@@ -112,6 +112,9 @@ class TemporalSettings(BaseSettings):
     namespace: str = Field(default="default", min_length=1)
     task_queue: str = Field(default="stepflow", min_length=1)
     ui_port: int = Field(default=8233, gt=0, lt=65536, description="Web UI port of `stepflow server`.")
+    ui_host: str = Field(
+        default="127.0.0.1", min_length=1, description="Web UI address of `stepflow server`: it sees every tenant."
+    )
     env_config: bool = Field(default=True, description="Read TEMPORAL_* variables and the profile file too.")
     profile: str | None = Field(default=None, min_length=1, description="Profile of the file (else TEMPORAL_PROFILE).")
     config_file: Path | None = Field(default=None, description="Profile file (else TEMPORAL_CONFIG_FILE, its default).")
@@ -179,6 +182,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Declarative tool files (TOML), comma-separated."
     )
     log_format: str = Field(default="auto", pattern="^(auto|console|json)$")
+    permission_checker: str | None = Field(
+        default=None, description="module:attribute of an ExecutionPermissionChecker factory; tool grants if unset."
+    )
     reconcile_interval: float = Field(
         default=30, ge=0, description="Seconds between the worker's reconciliations of closed executions (0: off)."
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stepflow.identity import Principal
 from stepflow.models import ErrorInfo, ExecutionRequest, ExecutionResult, JsonDict, Priority
 
 
@@ -60,6 +61,9 @@ class ToolExecutionInput(_Contract):
         "could not read the tools table (the workflow then asks the worker, with resolve_tool)."
     )
     idempotent: bool = Field(default=True, description="The tool may run again after its worker was lost.")
+    principal: Principal | None = Field(
+        default=None, description="Who started it: a composite checks its steps' tools against it (inherited)."
+    )
 
 
 class RunAndRecordInput(_Contract):
@@ -95,11 +99,12 @@ class ResolvedTool(_Contract):
 
 
 class PrepareInput(_Contract):
-    """Input of ``prepare_execution``: a composite's request and the start its row records."""
+    """Input of ``prepare_execution``: a composite's request, the start its row records, who started it."""
 
     execution_id: str
     request: ExecutionRequest
     start_time: datetime
+    principal: Principal | None = Field(default=None, description="Its steps' tools are checked against it.")
 
 
 class FinishInput(_Contract):

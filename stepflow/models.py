@@ -240,6 +240,15 @@ class ToolInfo(_Model):
     idempotent: bool = Field(default=True, description="Safe to run again after its worker was lost mid-run.")
 
 
+class ToolGrant(_Model):
+    """A tenant's users (``user:<id>``) or a role (``role:<role>``) may run a tool (``*``: every tool)."""
+
+    tenant_id: str = Field(min_length=1, max_length=64)
+    tool_id: str = Field(min_length=1, max_length=200, description="A tool id, or * for every tool.")
+    subject: str = Field(pattern=r"^(user:[^\x00-\x1f\x7f]{1,200}|role:(admin|member|viewer))$")
+    created_at: datetime | None = None
+
+
 class LogEntry(_Model):
     """One row of ``execution_logs``: a tool's log line or an engine lifecycle event."""
 

@@ -28,6 +28,7 @@ from stepflow import search_attributes
 from stepflow.config import ExecutorSettings, Settings, TemporalSettings, load_settings
 from stepflow.converter import DATA_CONVERTER
 from stepflow.db.projection import Projection
+from stepflow.identity import LOCAL_ADMIN
 from worker.build import build_registry, build_worker, running_projection
 
 BIN = Path(sys.executable).parent
@@ -101,7 +102,7 @@ def worker_factory() -> RunningWorker:
 async def executor_for(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Executor]:
     """An Executor on ``env``'s client and the settings' projection."""
     projection = await Projection.open(settings.resolved_database_url)
-    executor = Executor(env.client, projection, settings)
+    executor = Executor(env.client, projection, settings, principal=LOCAL_ADMIN)
     try:
         yield executor
     finally:

@@ -20,6 +20,7 @@ from activities.resolve import ResolveActivities
 from activities.run_and_record import ToolActivities
 from stepflow.config import Settings
 from stepflow.db.projection import Projection
+from stepflow.identity import load_permission_checker
 from stepflow.observability import prometheus
 from stepflow.registry import ToolRegistry
 from stepflow.temporal import connect
@@ -76,7 +77,8 @@ def build_worker(
         heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3)),
         cancel_grace=executor.cancel_grace_delta,
     )
-    bookkeeping = ProjectionActivities(registry, projection.writer, executor)
+    permissions = load_permission_checker(settings.permission_checker, projection.reader)
+    bookkeeping = ProjectionActivities(registry, projection.writer, executor, permissions)
     resolver = ResolveActivities(registry)
     pollers = (
         PollerBehaviorAutoscaling(minimum=pool.min_workers, maximum=pool.max_workers)

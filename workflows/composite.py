@@ -243,6 +243,7 @@ class CompositeRunner:
             runtime=self._job.runtime,
             kind=step.kind,
             idempotent=step.idempotent,
+            principal=self._job.principal,
         )
         try:
             result: ExecutionResult = await workflow.execute_child_workflow(

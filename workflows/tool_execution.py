@@ -107,7 +107,12 @@ class ToolExecutionWorkflow:
     async def _run_composite(self, job: ToolExecutionInput) -> ExecutionResult:
         prepared: PreparedExecution = await workflow.execute_local_activity(
             PREPARE_EXECUTION,
-            PrepareInput(execution_id=job.execution_id, request=job.request, start_time=workflow.info().start_time),
+            PrepareInput(
+                execution_id=job.execution_id,
+                request=job.request,
+                start_time=workflow.info().start_time,
+                principal=job.principal,
+            ),
             result_type=PreparedExecution,
             start_to_close_timeout=PROJECTION_TIMEOUT,
             retry_policy=PROJECTION_RETRY,

@@ -24,6 +24,7 @@ from benchmarks.harness.server import RunningServer, dev_server
 from starter import Executor
 from stepflow.config import Settings, load_settings
 from stepflow.errors import ToolNotFound
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.models import ExecutionRequest
 
 PRODUCT_QUEUE = "product"
@@ -97,7 +98,7 @@ async def stage(directory: Path, tool_file: Path, *, tuned: bool, slots: int, **
         await product.start()
         await bare.start()
         try:
-            executor = await Executor.connect(settings)
+            executor = await Executor.connect(settings, principal=LOCAL_ADMIN)
             client = await Client.connect(server.address)
             running = Stage(server, executor, client, product, bare, settings)
             try:

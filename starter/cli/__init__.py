@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from starter.cli import common, executions, projection, services, tools
+from starter.cli import common, executions, grants, projection, services, tools
 
 app = typer.Typer(
     name="stepflow",
@@ -35,7 +35,7 @@ def _options(
     common.VERBOSE = verbose
 
 
-for _module in (services, executions, tools, projection):
+for _module in (services, executions, tools, grants, projection):
     _module.register(app)
 
 

@@ -24,6 +24,7 @@ from starter.executor import Executor
 from stepflow.config import Settings, load_settings
 from stepflow.db.projection import Projection
 from stepflow.errors import DatabaseError, ExecutorError, InternalError
+from stepflow.identity import LOCAL_ADMIN, Principal, Role
 from stepflow.logging import configure_logging
 from stepflow.models import ExecutionResult, ExecutionStatus
 from stepflow.temporal_config import resolve
@@ -94,11 +95,20 @@ def setup_logging(config: Settings, *, quiet: bool = True) -> None:
 
 
 @asynccontextmanager
-async def executor(config: Settings | None = None) -> AsyncIterator[Executor]:
-    """An Executor connected to Temporal and the projection; closed afterwards."""
-    connected = await Executor.connect(config or settings())
+async def executor(
+    config: Settings | None = None, *, as_tenant: str | None = None, role: Role = Role.VIEWER
+) -> AsyncIterator[Executor]:
+    """An Executor connected to Temporal and the projection, as the local admin; closed afterwards.
+
+    With ``as_tenant`` (a command's ``--tenant``) it acts as a ``role`` of that tenant instead, so another
+    tenant's execution is refused as it would be for that tenant's own callers.
+    """
+    connected = await Executor.connect(config or settings(), principal=LOCAL_ADMIN)
     try:
-        yield connected
+        if as_tenant is None:
+            yield connected
+        else:
+            yield connected.for_principal(Principal(tenant_id=as_tenant, user_id=LOCAL_ADMIN.user_id, role=role))
     finally:
         await connected.close()
 

@@ -23,6 +23,7 @@ from starter.cli import common
 from starter.cli.requests import RequestContext, build_request, parse_time
 from starter.executor import Executor
 from stepflow.errors import DatabaseError, InvalidParameters
+from stepflow.identity import Role
 from stepflow.models import ExecutionFilter, ExecutionResult, ExecutionStatus, Priority
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a human view.")]
@@ -164,10 +165,10 @@ def status(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOp
     """Show an execution's live status: status, current attempt, last progress and last failure."""
 
     async def body() -> int:
-        async with common.executor() as executor:
-            progress = await executor.get_execution_progress(execution_id, tenant_id=tenant)
+        async with common.executor(as_tenant=tenant) as executor:
+            progress = await executor.get_execution_progress(execution_id)
             try:
-                steps = await executor.list_steps(execution_id, tenant_id=tenant)
+                steps = await executor.list_steps(execution_id)
             except DatabaseError as error:  # the live status is Temporal's; only a composite's steps need SQL
                 console.stderr.print(f"steps not shown: {error.message}", highlight=False)
                 steps = []
@@ -198,8 +199,8 @@ def result(execution_id: ExecutionArg, tenant: TenantOpt = None, as_json: JsonOp
     """Show an execution's result; the exit code says how it ended (0 completed, 12 not finished yet)."""
 
     async def body() -> int:
-        async with common.executor() as executor:
-            outcome = await executor.get_execution_result(execution_id, tenant_id=tenant)
+        async with common.executor(as_tenant=tenant) as executor:
+            outcome = await executor.get_execution_result(execution_id)
         return show_result(outcome, as_json)
 
     common.run(body(), as_json=as_json)
@@ -214,15 +215,15 @@ def cancel(
     """Cancel an execution: the running tool is stopped and the execution ends cancelled."""
 
     async def body() -> int:
-        async with common.executor() as executor:
-            before = await executor.get_execution_status(execution_id, tenant_id=tenant)
+        async with common.executor(as_tenant=tenant, role=Role.MEMBER) as executor:
+            before = await executor.get_execution_status(execution_id)
             if before.is_terminal:
                 if as_json:
                     common.print_json({"execution_id": execution_id, "cancel_requested": False, "status": before})
                 else:
                     console.stdout.print(f"{execution_id} already ended {before.value}: nothing to cancel")
                 return 0
-            await executor.cancel_execution(execution_id, tenant_id=tenant)
+            await executor.cancel_execution(execution_id)
             if wait:
                 outcome = await _wait(executor, execution_id, spinner=console.stderr.is_terminal)
                 show_result(outcome, as_json)

@@ -35,13 +35,17 @@ def filtered_executions(execution_filter: ExecutionFilter) -> Select[Any]:
     )
 
 
-def execution_logs_after(execution_id: str, after_id: int) -> Select[Any]:
-    """An execution's lines in the order they were logged (by timestamp, then insertion)."""
-    return (
-        select(execution_logs)
-        .where(and_(execution_logs.c.execution_id == execution_id, execution_logs.c.id > after_id))
-        .order_by(execution_logs.c.timestamp, execution_logs.c.id)
+def execution_logs_after(execution_id: str, after_id: int, tenant_id: str | None = None) -> Select[Any]:
+    """An execution's lines in the order they were logged (by timestamp, then insertion); with ``tenant_id``,
+    only if the execution is that tenant's (filtered in the query, so another tenant's lines never leave SQL)."""
+    query = select(execution_logs).where(
+        and_(execution_logs.c.execution_id == execution_id, execution_logs.c.id > after_id)
     )
+    if tenant_id is not None:
+        query = query.join(executions, executions.c.id == execution_logs.c.execution_id).where(
+            executions.c.tenant_id == tenant_id
+        )
+    return query.order_by(execution_logs.c.timestamp, execution_logs.c.id)
 
 
 def _execution_conditions(metric_filter: MetricFilter) -> list[Any]:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stepflow.db import queries, rows
-from stepflow.db.schema import executions, tools
+from stepflow.db.schema import executions, tool_grants, tools
 from stepflow.errors import DatabaseError
 from stepflow.models import (
     ExecutionFilter,
@@ -25,6 +25,7 @@ from stepflow.models import (
     LogEntry,
     Metric,
     MetricFilter,
+    ToolGrant,
     ToolInfo,
 )
 
@@ -75,9 +76,9 @@ class ProjectionReader:
 
         return await self._read("executions", read)
 
-    async def get_logs(self, execution_id: str, *, after_id: int = 0) -> list[LogEntry]:
-        """An execution's log lines, oldest first (``after_id`` for following)."""
-        query = queries.execution_logs_after(execution_id, after_id)
+    async def get_logs(self, execution_id: str, *, after_id: int = 0, tenant_id: str | None = None) -> list[LogEntry]:
+        """An execution's log lines, oldest first (``after_id`` for following; only if of ``tenant_id``)."""
+        query = queries.execution_logs_after(execution_id, after_id, tenant_id)
 
         async def read(connection: AsyncConnection) -> list[LogEntry]:
             return [rows.log_entry(row) for row in (await connection.execute(query)).all()]
@@ -122,6 +123,34 @@ class ProjectionReader:
             return [rows.tool_info(row) for row in found]
 
         return await self._read("tools", read)
+
+    async def has_grant(self, tenant_id: str, tool_id: str, *, subjects: Sequence[str]) -> bool:
+        """Whether ``tool_grants`` lets any of ``subjects`` of ``tenant_id`` run ``tool_id`` (or every tool)."""
+        query = (
+            select(tool_grants.c.id)
+            .where(
+                tool_grants.c.tenant_id == tenant_id,
+                tool_grants.c.tool_id.in_([tool_id, "*"]),
+                tool_grants.c.subject.in_(list(subjects)),
+            )
+            .limit(1)
+        )
+
+        async def read(connection: AsyncConnection) -> bool:
+            return (await connection.execute(query)).first() is not None
+
+        return await self._read("tool grants", read)
+
+    async def list_grants(self, tenant_id: str | None = None) -> list[ToolGrant]:
+        """The grants (of one tenant), by tenant, tool and subject."""
+        query = select(tool_grants).order_by(tool_grants.c.tenant_id, tool_grants.c.tool_id, tool_grants.c.subject)
+        if tenant_id is not None:
+            query = query.where(tool_grants.c.tenant_id == tenant_id)
+
+        async def read(connection: AsyncConnection) -> list[ToolGrant]:
+            return [rows.tool_grant(row) for row in (await connection.execute(query)).all()]
+
+        return await self._read("tool grants", read)
 
     async def get_tool(self, tool_id: str) -> ToolInfo | None:
         """The tool's row (latest version, every version), or None."""

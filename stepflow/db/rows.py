@@ -17,6 +17,7 @@ from stepflow.models import (
     LogEntry,
     LogLevel,
     Metric,
+    ToolGrant,
     ToolInfo,
 )
 
@@ -96,3 +97,8 @@ def tool_info(row: Row[Any]) -> ToolInfo:
         versions=list(row.versions),
         idempotent=bool(row.idempotent),
     )
+
+
+def tool_grant(row: Row[Any]) -> ToolGrant:
+    """A ``tool_grants`` row."""
+    return ToolGrant(tenant_id=row.tenant_id, tool_id=row.tool_id, subject=row.subject, created_at=row.created_at)

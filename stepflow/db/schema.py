@@ -2,7 +2,8 @@
 
 ``executions``, ``execution_logs`` and ``execution_metrics`` follow the spec's DDL column for column (JSON is
 stored as TEXT, times as UTC). ``tools`` is the table the spec's foreign key points at: one row per tool id,
-holding the latest version, every known version and the parameter schema. Indexes are added for the filters
+holding the latest version, every known version and the parameter schema. ``tool_grants`` says which tools a
+tenant's users (or roles) may run (:mod:`stepflow.identity`). Indexes are added for the filters
 the Executor offers, plus two unique indexes that make retried writes idempotent: one metric value per
 (execution, metric name), one log line per (execution, ``metadata.seq``).
 
@@ -130,6 +131,18 @@ execution_metrics = Table(
     Column("metric_unit", Text),
     Column("timestamp", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     Index("ux_execution_metrics_name", "execution_id", "metric_name", unique=True),
+    sqlite_autoincrement=True,
+)
+
+tool_grants = Table(
+    "tool_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("tool_id", Text, nullable=False, comment="a tool id, or * for every tool"),
+    Column("subject", Text, nullable=False, comment="user:<user id> or role:<role>"),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+    Index("ux_tool_grants", "tenant_id", "tool_id", "subject", unique=True),
     sqlite_autoincrement=True,
 )
 

@@ -26,7 +26,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stepflow.db.group_commit import RowStatement
-from stepflow.db.schema import JSONText, UTCDateTime, execution_logs, execution_metrics, executions, tools
+from stepflow.db.schema import (
+    JSONText,
+    UTCDateTime,
+    execution_logs,
+    execution_metrics,
+    executions,
+    tool_grants,
+    tools,
+)
 from stepflow.models import (
     TERMINAL_STATUSES,
     ErrorInfo,
@@ -118,6 +126,11 @@ _FINISH_VALUES = {
     "end_time": bindparam("finish_end", type_=UTCDateTime()),
     "duration_ms": bindparam("finish_duration"),
 }
+GRANT_KEY = ["tenant_id", "tool_id", "subject"]
+GRANT_INSERT = RowStatement(
+    "grants.insert", 0, lambda c: dialect_insert(c, tool_grants).on_conflict_do_nothing(index_elements=GRANT_KEY)
+)
+
 FINISH_UPDATE = RowStatement(
     "executions.finish",
     4,

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stepflow.db import statements as sql
 from stepflow.db.group_commit import GroupCommitter
 from stepflow.db.reader import DB_ERRORS, ProjectionReader
+from stepflow.db.schema import tool_grants
 from stepflow.db.spool import WriteSpool
 from stepflow.errors import DatabaseError
 from stepflow.models import (
@@ -35,6 +39,7 @@ from stepflow.models import (
     LogEntry,
     Metric,
     MetricFilter,
+    ToolGrant,
     ToolInfo,
 )
 from stepflow.observability import tracing
@@ -169,6 +174,31 @@ class ProjectionWriter:
     async def upsert_tools(self, infos: Sequence[ToolInfo]) -> None:
         """Write every tool id with its latest version, all versions and the latest schema."""
         await self._write([(sql.TOOLS_UPSERT, sql.tool_rows(infos))])
+
+    async def add_grant(self, grant: ToolGrant) -> None:
+        """Let ``grant.subject`` of ``grant.tenant_id`` run ``grant.tool_id`` (a repeated grant changes nothing)."""
+        row: dict[str, Any] = {"tenant_id": grant.tenant_id, "tool_id": grant.tool_id, "subject": grant.subject}
+        row["created_at"] = grant.created_at or datetime.now(UTC)
+        await self._write([(sql.GRANT_INSERT, [row])])
+
+    async def remove_grant(self, grant: ToolGrant) -> bool:
+        """Withdraw the grant; False if there was none."""
+
+        async def write(connection: AsyncConnection) -> bool:
+            result = await connection.execute(
+                delete(tool_grants).where(
+                    tool_grants.c.tenant_id == grant.tenant_id,
+                    tool_grants.c.tool_id == grant.tool_id,
+                    tool_grants.c.subject == grant.subject,
+                )
+            )
+            return bool(result.rowcount)
+
+        try:
+            removed: bool = await self._committer.submit(write)
+        except DB_ERRORS as exc:
+            raise DatabaseError(f"projection write failed: {type(exc).__name__}: {exc}") from exc
+        return removed
 
     async def restore_execution(
         self,

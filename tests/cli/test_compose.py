@@ -41,7 +41,9 @@ def pairs(args: list[str], flag: str) -> list[str]:
 
 def test_compose_command_is_the_dev_server_command(tmp_path: Path) -> None:
     command = block_list(COMPOSE.read_text(), "command")
-    settings = load_settings(data_dir=tmp_path, temporal=TemporalSettings(address="0.0.0.0:7233", ui_port=8233))
+    # in the container both listen on every interface; the host publishes the Web UI on 127.0.0.1 only
+    temporal = TemporalSettings(address="0.0.0.0:7233", ui_port=8233, ui_host="0.0.0.0")
+    settings = load_settings(data_dir=tmp_path, temporal=temporal)
     expected = dev_server_command(settings)[1:]  # without the binary: the image's entrypoint is `temporal`
     expected[expected.index("--db-filename") + 1] = "/home/temporal/temporal.db"
     assert command == expected
@@ -58,6 +60,6 @@ def test_compose_registers_the_search_attributes_pragmas_and_server_settings() -
 def test_compose_publishes_grpc_and_ui_ports_and_keeps_the_database() -> None:
     text = COMPOSE.read_text()
     ports = block_list(text, "ports")
-    assert ports == ["7233:7233", "8233:8233"]
+    assert ports == ["7233:7233", "127.0.0.1:8233:8233"]
     assert block_list(text, "volumes")[0] == "temporal-data:/home/temporal"
     assert "--db-filename" in block_list(text, "command")

@@ -18,6 +18,7 @@ from temporalio.client import WorkflowFailureError
 from starter.executor import Executor
 from stepflow.config import TemporalSettings
 from stepflow.errors import ExecutorError, InternalError, InvalidParameters, ToolNotFound, from_failure
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus, ToolInfo
 from stepflow.temporal import connect
 from tests.conftest import make_settings
@@ -128,7 +129,7 @@ async def test_unreachable_temporal_says_how_to_start_a_server(tmp_path: Any) ->
 
     settings = make_settings(tmp_path).model_copy(update={"temporal": TemporalSettings(address=address)})
     with pytest.raises(InternalError, match="stepflow server"):
-        await Executor.connect(settings)
+        await Executor.connect(settings, principal=LOCAL_ADMIN)
 
 
 async def test_a_tool_or_version_registered_after_a_miss_is_found_at_once(executor: Executor) -> None:

@@ -15,6 +15,7 @@ import pytest
 from starter.executor import Executor
 from stepflow import search_attributes
 from stepflow.errors import ExecutionFailed, ExecutionNotFound, InvalidParameters, PermissionDenied
+from stepflow.identity import Principal, Role
 from stepflow.models import (
     ExecutionContext,
     ExecutionFilter,
@@ -259,16 +260,18 @@ async def test_another_tenants_execution_is_permission_denied(executor: Executor
         ExecutionRequest(tool_id="echo", context=ExecutionContext(tenant_id="acme"), parameters={"x": 1})
     )
     execution_id = mine.execution_id
+    globex = executor.for_principal(Principal(tenant_id="globex", user_id="gus", role=Role.MEMBER))
     for call in (
-        executor.get_execution_status(execution_id, tenant_id="globex"),
-        executor.get_execution_progress(execution_id, tenant_id="globex"),
-        executor.get_execution_result(execution_id, tenant_id="globex"),
-        executor.cancel_execution(execution_id, tenant_id="globex"),
+        globex.get_execution_status,
+        globex.get_execution_progress,
+        globex.get_execution_result,
+        globex.cancel_execution,
     ):
         with pytest.raises(PermissionDenied, match="another tenant"):
-            await call
-    assert await executor.get_execution_status(execution_id, tenant_id="acme") is ExecutionStatus.COMPLETED
-    assert (await executor.get_execution_result(execution_id, tenant_id="acme")).output == {"x": 1}
+            await call(execution_id)
+    acme = executor.for_principal(Principal(tenant_id="acme", user_id="ann", role=Role.VIEWER))
+    assert await acme.get_execution_status(execution_id) is ExecutionStatus.COMPLETED
+    assert (await acme.get_execution_result(execution_id)).output == {"x": 1}
 
 
 async def test_unknown_execution_id_is_execution_not_found(executor: Executor) -> None:

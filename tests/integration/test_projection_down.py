@@ -14,6 +14,7 @@ from starter.executor import Executor
 from stepflow.config import Settings
 from stepflow.db.projection import Projection
 from stepflow.errors import DatabaseError, ToolNotFound
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.models import ExecutionRequest, ExecutionStatus
 from tests.conftest import running_worker
 from tests.workflows.timeskip import wait_until
@@ -26,7 +27,7 @@ async def test_start_status_result_and_cancel_work_without_the_projection(
 ) -> None:
     async with running_worker(dev_env, settings) as worker_projection:
         projection = await Projection.open(UNREACHABLE, required=False)
-        executor = Executor(dev_env.client, projection, settings)
+        executor = Executor(dev_env.client, projection, settings, principal=LOCAL_ADMIN)
         try:
             result = await executor.execute_tool(ExecutionRequest(tool_id="echo", parameters={"x": 1}))
             assert result.status is ExecutionStatus.COMPLETED and result.output == {"x": 1}

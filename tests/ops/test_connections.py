@@ -15,6 +15,7 @@ from starter.executor import Executor
 from stepflow.config import TemporalSettings, load_settings
 from stepflow.db.projection import Projection
 from stepflow.errors import ConfigError, InternalError
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.models import ExecutionRequest, ExecutionStatus
 from stepflow.temporal import connect
 from stepflow.temporal_config import resolve
@@ -118,7 +119,7 @@ async def test_an_execution_runs_over_tls_with_an_api_key_from_temporal_variable
     registry = build_registry(settings)
     projection = await Projection.open(settings.resolved_database_url)
     await projection.writer.upsert_tools([definition.info() for definition in registry.all()])
-    executor = Executor(client, projection, settings)
+    executor = Executor(client, projection, settings, principal=LOCAL_ADMIN)
     try:
         async with build_worker(client, settings, registry, projection):
             result = await executor.execute_tool(ExecutionRequest(tool_id="echo", parameters={"over": "tls"}))

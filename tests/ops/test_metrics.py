@@ -24,6 +24,7 @@ from starter.executor import Executor
 from stepflow.config import MetricsSettings, Settings, TemporalSettings
 from stepflow.db.projection import Projection
 from stepflow.errors import ResourceLimitExceeded
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.models import (
     ExecutionContext,
     ExecutionOptions,
@@ -97,7 +98,7 @@ async def refused_start(executor: Executor, monkeypatch: pytest.MonkeyPatch) -> 
         return 10**6
 
     monkeypatch.setattr("starter.admission.queue_length", full)
-    monkeypatch.setattr(executor._admission, "_read_at", float("-inf"))
+    monkeypatch.setattr(executor._shared.admission, "_read_at", float("-inf"))
     with pytest.raises(ResourceLimitExceeded):
         await executor.execute_tool_async(request("echo", parameters={"refused": True}))
 
@@ -108,7 +109,9 @@ async def worker_and_executor(settings: Settings, address: str) -> tuple[Any, Ex
     registry = build_registry(settings)
     projection = await Projection.open(settings.resolved_database_url)
     await projection.writer.upsert_tools([definition.info() for definition in registry.all()])
-    return build_worker(client, settings, registry, projection), Executor(client, projection, settings)
+    return build_worker(client, settings, registry, projection), Executor(
+        client, projection, settings, principal=LOCAL_ADMIN
+    )
 
 
 @dataclass(frozen=True)

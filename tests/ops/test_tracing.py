@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from starter.executor import Executor
 from stepflow.config import TemporalSettings
 from stepflow.db.projection import Projection
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.models import ExecutionContext, ExecutionRequest, ExecutionStatus
 from stepflow.observability import tracing
 from stepflow.sandbox import sandbox_unavailable
@@ -59,7 +60,7 @@ async def traced(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPath
         registry = build_registry(settings)
         projection = await Projection.open(settings.resolved_database_url)
         await projection.writer.upsert_tools([definition.info() for definition in registry.all()])
-        executor = Executor(client, projection, settings)
+        executor = Executor(client, projection, settings, principal=LOCAL_ADMIN)
         try:
             async with build_worker(client, settings, registry, projection):
                 yield Traced(exporter, executor)
