@@ -2,12 +2,14 @@
 
 - :mod:`stepflow.sandbox.launcher`: the program that builds the sandbox and execs the tool (run, never imported);
 - :mod:`stepflow.sandbox.runner`: :func:`run_sandboxed`, streaming, the output limit, killing the process tree;
-- :mod:`stepflow.sandbox.limits`: effective limits and the probe of what this machine can enforce;
+- :mod:`stepflow.sandbox.limits`: effective limits;
+- :mod:`stepflow.sandbox.probe`: whether this machine can enforce them;
 - :mod:`stepflow.sandbox.uids`: a uid per execution and /proc scans by uid;
 - :mod:`stepflow.sandbox.streams`: bounded line splitting and logging.
 """
 
-from stepflow.sandbox.limits import DEFAULT_LIMITS, SandboxLimits, resolve_limits, sandbox_unavailable
+from stepflow.sandbox.limits import DEFAULT_LIMITS, SandboxLimits, resolve_limits
+from stepflow.sandbox.probe import sandbox_unavailable
 from stepflow.sandbox.runner import SandboxResult, classify, run_sandboxed
 
 __all__ = [

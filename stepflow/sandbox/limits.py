@@ -1,24 +1,14 @@
-"""Effective limits of a sandboxed process, and whether this machine can enforce them at all.
+"""Effective limits of a sandboxed process.
 
 A limit comes from the request's ``options.resource_limits`` when given, else from the tool's own defaults, else
 from :data:`DEFAULT_LIMITS`. The request's values were already checked against the configured maxima
-(``STEPFLOW_EXECUTOR_MAX_*``) by ``prepare_execution``.
-
-Enforcement needs root (to create namespaces, mount and switch to an unprivileged uid) and a Linux kernel with
-``mount_setattr`` (5.12+). :func:`sandbox_unavailable` probes once per worker process by running ``true`` in a
-full sandbox; when it fails every command tool is refused with ResourceLimitExceeded and the probe's reason,
-rather than run without its limits.
+(``STEPFLOW_EXECUTOR_MAX_*``) by ``prepare_execution``. Whether this machine can enforce them at all is
+:mod:`stepflow.sandbox.probe`'s question.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from stepflow.models import ResourceLimits
 
@@ -70,56 +60,3 @@ def resolve_limits(requested: ResourceLimits, tool_defaults: ResourceLimits | No
         max_output_bytes=pick("max_output_bytes"),
         network=requested.network or defaults.network,
     )
-
-
-LAUNCHER = Path(__file__).with_name("launcher.py")
-
-
-def launcher_argv(spec_path: Path) -> list[str]:
-    """How the worker starts the launcher: its own interpreter, isolated mode, no site-packages."""
-    return [sys.executable, "-I", "-S", str(LAUNCHER), str(spec_path)]
-
-
-@functools.cache
-def sandbox_unavailable() -> str | None:
-    """None when this machine can enforce every sandbox limit, else the reason it cannot (probed once)."""
-    if not sys.platform.startswith("linux"):
-        return f"command tools need Linux namespaces; this is {sys.platform}"
-    if os.geteuid() != 0:
-        return (
-            "command tools need a worker running as root (to create namespaces, confine the file system and run "
-            "the tool as an unprivileged uid); this worker runs as uid "
-            f"{os.geteuid()}"
-        )
-    from stepflow.sandbox.runner import write_spec
-    from stepflow.sandbox.uids import UID_POOL
-
-    uid = UID_POOL.acquire()
-    read_fd, write_fd = os.pipe()
-    try:
-        with tempfile.TemporaryDirectory(prefix="stepflow-probe-") as root:
-            spec_path = write_spec(
-                Path(root), ["true"], {"PATH": "/usr/bin:/bin"}, uid, DEFAULT_LIMITS, status_fd=write_fd
-            )
-            completed = subprocess.run(
-                launcher_argv(spec_path),
-                pass_fds=(write_fd,),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            os.close(write_fd)
-            write_fd = -1
-            status = os.read(read_fd, 65536).decode(errors="replace")
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"the sandbox probe could not run: {exc}"
-    finally:
-        UID_POOL.release(uid)
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
-    if completed.returncode != 0 or '"exit": 0' not in status:
-        detail = (status + completed.stderr.decode(errors="replace")).strip()[-500:]
-        return f"this machine cannot create the sandbox (namespaces, read-only mounts, setuid): {detail}"
-    return None

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from stepflow.errors import ExecutionFailed, ExecutorError, InternalError, ResourceLimitExceeded
-from stepflow.sandbox.limits import SandboxLimits, launcher_argv
+from stepflow.sandbox.limits import SandboxLimits
 from stepflow.sandbox.streams import LineSplitter
 from stepflow.sandbox.uids import UID_POOL, is_alive, pids_of_uid
 
@@ -39,6 +40,7 @@ LineSink = Callable[[str, str], None]
 """Called with ``("stdout" | "stderr", line)`` for each line the tool writes (bounded)."""
 
 SANDBOX_ROOT = Path(tempfile.gettempdir()) / "stepflow-sandbox"
+LAUNCHER = Path(__file__).with_name("launcher.py")
 STDERR_TAIL_BYTES = 4096
 CHUNK = 65536
 _GONE_TIMEOUT = 10.0
@@ -67,6 +69,11 @@ class SandboxResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not (self.output_exceeded or self.deadline_exceeded)
+
+
+def launcher_argv(spec_path: Path) -> list[str]:
+    """How the worker starts the launcher: its own interpreter, isolated mode, no site-packages."""
+    return [sys.executable, "-I", "-S", str(LAUNCHER), str(spec_path)]
 
 
 def write_spec(
