@@ -1,41 +1,65 @@
-"""Effective limits of a sandboxed process.
+"""Effective limits of a sandboxed run, and how this machine holds each of them.
 
 A limit comes from the request's ``options.resource_limits`` when given, else from the tool's own defaults, else
 from :data:`DEFAULT_LIMITS`. The request's values were already checked against the configured maxima
-(``STEPFLOW_EXECUTOR_MAX_*``) by ``prepare_execution``. Whether this machine can enforce them at all is
-:mod:`stepflow.sandbox.probe`'s question.
+(``STEPFLOW_EXECUTOR_MAX_*``) by ``prepare_execution``; a tool's own defaults are checked against them when the
+tool is registered (:func:`above_caps`).
+
+=================  ===============================  =====================================
+limit              with the cgroup controller       without it
+=================  ===============================  =====================================
+``memory_mb``      memory cgroup (resident memory)  ``RLIMIT_AS`` (address space)
+``cpu_limit``      CFS quota of the cpu cgroup      refused: no rlimit can hold a share
+``max_processes``  pids cgroup                      ``RLIMIT_NPROC`` on the run's own uid
+``cpu_seconds``    ``RLIMIT_CPU`` (always)          ``RLIMIT_CPU``
+=================  ===============================  =====================================
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Protocol
 
 from stepflow.models import ResourceLimits
+from stepflow.sandbox.cgroups import CgroupSupport
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """The limits one sandboxed process runs under; every one of them is enforced."""
+    """The limits one sandboxed run is held to; every one of them is enforced (or the run is refused)."""
 
     memory_mb: int
     cpu_seconds: int
     max_processes: int
     max_output_bytes: int
     network: bool = False
+    cpu_limit: float | None = None
 
-    @property
-    def rlimits(self) -> dict[str, tuple[int, int]]:
-        """The (soft, hard) rlimits the launcher sets on the tool's process.
+    def rlimits(self, cgroups: CgroupSupport) -> dict[str, tuple[int, int]]:
+        """The (soft, hard) rlimits of the tool's process: those no cgroup controller holds here.
 
         CPU: SIGXCPU at the limit (an unmistakable death), SIGKILL one second later should the tool catch it.
         """
-        memory = self.memory_mb * 1024 * 1024
-        return {
-            "RLIMIT_AS": (memory, memory),
-            "RLIMIT_CPU": (self.cpu_seconds, self.cpu_seconds + 1),
-            "RLIMIT_NPROC": (self.max_processes, self.max_processes),
-            "RLIMIT_CORE": (0, 0),
-        }
+        limits = {"RLIMIT_CPU": (self.cpu_seconds, self.cpu_seconds + 1), "RLIMIT_CORE": (0, 0)}
+        if not cgroups.has("memory"):
+            memory = self.memory_mb * 1024 * 1024
+            limits["RLIMIT_AS"] = (memory, memory)
+        if not cgroups.has("pids"):
+            limits["RLIMIT_NPROC"] = (self.max_processes, self.max_processes)
+        return limits
+
+    def unenforceable(self, cgroups: CgroupSupport) -> str | None:
+        """Why these limits cannot all hold on this machine (None when they can)."""
+        if self.cpu_limit is None:
+            return None
+        if not cgroups.has("cpu"):
+            why = cgroups.missing.get("cpu", "no cpu controller")
+            return f"cpu_limit needs the cgroup cpu controller, which this worker cannot use ({why})"
+        cores = os.cpu_count() or 1
+        if self.cpu_limit > cores:
+            return f"cpu_limit={self.cpu_limit} is more than the {cores} CPUs of this machine"
+        return None
 
 
 DEFAULT_LIMITS = SandboxLimits(memory_mb=1024, cpu_seconds=60, max_processes=64, max_output_bytes=1024 * 1024)
@@ -53,10 +77,45 @@ def resolve_limits(requested: ResourceLimits, tool_defaults: ResourceLimits | No
             value = getattr(DEFAULT_LIMITS, name)
         return int(value)
 
+    cpu_limit = requested.cpu_limit if requested.cpu_limit is not None else defaults.cpu_limit
     return SandboxLimits(
         memory_mb=pick("memory_mb"),
         cpu_seconds=pick("cpu_seconds"),
         max_processes=pick("max_processes"),
         max_output_bytes=pick("max_output_bytes"),
         network=requested.network or defaults.network,
+        cpu_limit=cpu_limit,
     )
+
+
+class Caps(Protocol):
+    """The engine's maxima (``ExecutorSettings``' ``max_*`` fields)."""
+
+    @property
+    def max_memory_mb(self) -> int: ...
+    @property
+    def max_cpu_seconds(self) -> int: ...
+    @property
+    def max_processes(self) -> int: ...
+    @property
+    def max_output_bytes(self) -> int: ...
+
+
+def above_caps(limits: ResourceLimits, caps: Caps) -> list[str]:
+    """One message per limit above the engine's maximum, naming the limit and the variable that sets it."""
+    maxima = {
+        "memory_mb": caps.max_memory_mb,
+        "cpu_seconds": caps.max_cpu_seconds,
+        "max_processes": caps.max_processes,
+        "max_output_bytes": caps.max_output_bytes,
+    }
+    problems = [
+        f"{name}={value} is above this engine's maximum of {cap} "
+        f"(STEPFLOW_EXECUTOR_MAX_{name.upper().removeprefix('MAX_')})"
+        for name, cap in maxima.items()
+        if (value := getattr(limits, name)) is not None and value > cap
+    ]
+    cores = os.cpu_count() or 1
+    if limits.cpu_limit is not None and limits.cpu_limit > cores:
+        problems.append(f"cpu_limit={limits.cpu_limit} is more than the {cores} CPUs of this machine")
+    return problems

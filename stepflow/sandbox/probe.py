@@ -1,61 +1,105 @@
-"""Whether this machine can enforce the sandbox's limits at all, probed once per worker process.
+"""Whether this machine can build the sandbox at all, probed once per worker process.
 
-Enforcement needs root (to create namespaces, mount and switch to an unprivileged uid) and a Linux kernel with
-``mount_setattr`` (5.12+). :func:`sandbox_unavailable` runs ``true`` in a full sandbox; when that fails every
-command tool is refused with ResourceLimitExceeded and the probe's reason, rather than run without its limits.
+The sandbox needs Linux 5.12+ (``mount_setattr``) and a worker running as root (namespaces, mounts, cgroups,
+switching to the tool's uid). :func:`sandbox_unavailable` runs ``true`` through the zygote in a full sandbox,
+which also starts the zygote so that the first real run finds its launchers ready; when the probe fails every
+sandboxed tool is refused with ResourceLimitExceeded and the probe's reason, rather than run without its limits.
+:func:`sandbox_features` says what the probe found: the cgroup controllers in use and whether the seccomp filter
+is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
-import subprocess
+import select
 import sys
-import tempfile
-from pathlib import Path
+import time
 
+from stepflow.sandbox import cgroups
 from stepflow.sandbox.limits import DEFAULT_LIMITS
-from stepflow.sandbox.runner import launcher_argv, write_spec
+from stepflow.sandbox.runner import build_spec, zygote
 from stepflow.sandbox.uids import UID_POOL
+
+_PROBE_TIMEOUT = 30.0
+
+
+def _read_until_eof(fd: int, timeout: float) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+        if not (chunk := os.read(fd, 65536)):
+            return data
+        data += chunk
+    raise TimeoutError(f"no answer from the sandbox's launcher within {timeout:.0f}s")
+
+
+def _run_true() -> tuple[dict[str, object], str]:
+    """Run ``true`` in the sandbox, synchronously; (its launcher's status, its stderr)."""
+    support = cgroups.support()
+    uid = UID_POOL.acquire()
+    fds: list[int] = []
+    try:
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        fds += [status_r, err_r]
+        theirs = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)]
+        theirs += [err_w, status_w]
+        try:
+            spec = build_spec(["true"], {"PATH": "/usr/bin:/bin"}, uid, DEFAULT_LIMITS, support, (), None)
+            zygote("command").send(spec, theirs)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        status: dict[str, object] = {}
+        for line in _read_until_eof(status_r, _PROBE_TIMEOUT).decode(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                status.update(json.loads(line))
+        stderr = _read_until_eof(err_r, _PROBE_TIMEOUT).decode(errors="replace")
+        if isinstance(name := status.get("cgroup"), str) and support.hierarchies:
+            run = cgroups.RunCgroup.named(support, name)
+            deadline = time.monotonic() + _PROBE_TIMEOUT
+            while run.pids() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            run.remove()
+        return status, stderr
+    finally:
+        for fd in fds:
+            os.close(fd)
+        UID_POOL.release(uid)
 
 
 @functools.cache
-def sandbox_unavailable() -> str | None:
-    """None when this machine can enforce every sandbox limit, else the reason it cannot (probed once)."""
+def _probe() -> tuple[str | None, dict[str, object]]:
     if not sys.platform.startswith("linux"):
-        return f"command tools need Linux namespaces; this is {sys.platform}"
+        return f"sandboxed tools need Linux namespaces; this is {sys.platform}", {}
     if os.geteuid() != 0:
         return (
-            "command tools need a worker running as root (to create namespaces, confine the file system and run "
-            "the tool as an unprivileged uid); this worker runs as uid "
-            f"{os.geteuid()}"
-        )
-    uid = UID_POOL.acquire()
-    read_fd, write_fd = os.pipe()
+            "sandboxed tools need a worker running as root (to create namespaces, confine the file system and run "
+            f"the tool as an unprivileged uid); this worker runs as uid {os.geteuid()}"
+        ), {}
     try:
-        with tempfile.TemporaryDirectory(prefix="stepflow-probe-") as root:
-            spec_path = write_spec(
-                Path(root), ["true"], {"PATH": "/usr/bin:/bin"}, uid, DEFAULT_LIMITS, status_fd=write_fd
-            )
-            completed = subprocess.run(
-                launcher_argv(spec_path),
-                pass_fds=(write_fd,),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            os.close(write_fd)
-            write_fd = -1
-            status = os.read(read_fd, 65536).decode(errors="replace")
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"the sandbox probe could not run: {exc}"
-    finally:
-        UID_POOL.release(uid)
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
-    if completed.returncode != 0 or '"exit": 0' not in status:
-        detail = (status + completed.stderr.decode(errors="replace")).strip()[-500:]
-        return f"this machine cannot create the sandbox (namespaces, read-only mounts, setuid): {detail}"
-    return None
+        status, stderr = _run_true()
+    except OSError as exc:
+        return f"the sandbox probe could not run: {exc}", {}
+    if status.get("exit") != 0:
+        detail = str(status.get("error") or status.get("exec_error") or stderr.strip() or status)[-500:]
+        return f"this machine cannot create the sandbox (namespaces, mounts, setuid): {detail}", status
+    return None, status
+
+
+def sandbox_unavailable() -> str | None:
+    """None when this machine can enforce the sandbox, else the reason it cannot (probed once)."""
+    return _probe()[0]
+
+
+def sandbox_features() -> dict[str, object]:
+    """What the sandbox enforces here: the cgroup controllers in use and whether seccomp is on."""
+    support = cgroups.support()
+    return {
+        "cgroups": support.label,
+        "controllers": {c: f"v{h.version}" for c in cgroups.CONTROLLERS if (h := support.hierarchy(c)) is not None},
+        "missing": dict(support.missing),
+        "seccomp": bool(_probe()[1].get("seccomp")),
+    }
