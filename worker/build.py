@@ -35,6 +35,7 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 BUILTIN_TOOL_MODULES = ("stepflow.tools.builtin",)
+HEARTBEAT_EVERY_S = 0.4
 BUILTIN_TOOL_FILES = tuple(
     Path(stepflow.tools.__file__).parent / name for name in ("builtin_commands.toml", "builtin_composites.toml")
 )
@@ -66,11 +67,14 @@ def build_worker(
 ) -> Worker:
     """A Worker for the execution workflow and its activities, sized from the settings."""
     executor, scheduler, pool = settings.executor, settings.scheduler, settings.worker_pool
+    # A cancel reaches a running activity only in the answer to a heartbeat: heartbeat often, and let the SDK
+    # send each one (it would otherwise hold them back for 0.8 x the heartbeat timeout), so cancels land in < 1 s.
+    heartbeat_every = timedelta(seconds=min(HEARTBEAT_EVERY_S, executor.heartbeat_timeout / 3))
     tools = ToolActivities(
         registry,
         projection,
         caps=executor,
-        heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3)),
+        heartbeat_every=heartbeat_every,
         cancel_grace=executor.cancel_grace_delta,
     )
     bookkeeping = ProjectionActivities(registry, projection, executor)
@@ -95,6 +99,7 @@ def build_worker(
         workflow_task_poller_behavior=pollers,
         activity_task_poller_behavior=pollers,
         graceful_shutdown_timeout=timedelta(seconds=executor.cancel_grace + 5),
+        max_heartbeat_throttle_interval=heartbeat_every,
         workflow_runner=WORKFLOW_RUNNER,
     )
 
