@@ -45,9 +45,10 @@ def build_registry(settings: Settings) -> ToolRegistry:
     """The built-in tools, the modules named in ``STEPFLOW_TOOL_MODULES`` and the files in ``STEPFLOW_TOOL_FILES``.
 
     Composite tools are checked against the whole registry once everything is loaded (ConfigError if a step
-    names an unknown tool or version, or composites include each other).
+    names an unknown tool or version, or composites include each other); a tool whose own default limits are
+    above ``STEPFLOW_EXECUTOR_MAX_*`` is refused as it is registered.
     """
-    registry = ToolRegistry()
+    registry = ToolRegistry(caps=settings.executor)
     for module in (*BUILTIN_TOOL_MODULES, *settings.tool_modules):
         registry.load_module(module)
     for path in (*BUILTIN_TOOL_FILES, *settings.tool_files):
