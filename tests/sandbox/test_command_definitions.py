@@ -35,6 +35,7 @@ class Context:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str, dict[str, Any]]] = []
         self.metrics: dict[str, float] = {}
+        self.progress: Any = None
         outer = self
 
         class Logger:
@@ -43,7 +44,8 @@ class Context:
 
         self.logger = Logger()
 
-    def report_progress(self, progress: Any) -> None: ...
+    def report_progress(self, progress: Any) -> None:
+        self.progress = progress
 
     def record_metric(self, name: str, value: float, unit: str | None = None) -> None:
         self.metrics[name] = value
