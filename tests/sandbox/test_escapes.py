@@ -15,6 +15,7 @@ import pytest
 
 from stepflow.errors import ResourceLimitExceeded
 from stepflow.sandbox import cgroups
+from stepflow.sandbox.probe import sandbox_features
 from tests.sandbox.helpers import limits, requires_sandbox, run_py
 
 pytestmark = requires_sandbox
@@ -94,6 +95,7 @@ async def test_a_spinner_under_a_quarter_core_gets_about_a_quarter_core():
     assert 0.1 < share < 0.32, f"{share:.2f} of a core"  # below when the shared machine is busy, never above
 
 
+@pytest.mark.skipif(not sandbox_features()["seccomp"], reason="libseccomp is not installed (make test installs it)")
 async def test_ptrace_mount_namespaces_and_bpf_are_denied():
     code = """
 import ctypes, errno, json, os
