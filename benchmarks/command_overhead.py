@@ -1,19 +1,23 @@
-"""Per-execution overhead of running ``true`` as a command tool versus starting it directly with subprocess.
+"""Per-execution cost of the sandbox: ``true`` sandboxed against ``subprocess.run``, a Python tool in the
+sandbox against the same tool in-process.
 
 Usage::
 
-    .venv/bin/python benchmarks/command_overhead.py [--runs 50] [--full]
+    .venv/bin/python benchmarks/command_overhead.py [--runs 200] [--pause 0.02] [--full]
 
-Measures, one run after another (no concurrency):
+Side by side, in rounds: each round runs every method once, in turn, so that a busy machine weighs on all of
+them alike. Runs are sequential (no concurrency), each after ``--pause`` seconds (a worker's executions are spread
+out: the zygote refills its pool of ready sandboxes between them):
 
 - ``subprocess.run(["true"])``: the baseline;
-- ``run_sandboxed(["true"])``: the sandbox layer (launcher, namespaces, read-only mounts, uid, rlimits, streams,
-  working directory created and removed, /proc checks that nothing survived);
+- ``run_sandboxed(["true"])``: the sandbox layer (a pre-built sandbox taken from the zygote, limits written to its
+  cgroups, the root finished, uid, rlimits, seccomp, streams, the check that nothing survived, accounting);
 - ``CommandTool.run`` of a ``true`` tool: the above plus parameter rendering, env and limit resolution, metrics;
-- with ``--full``: ``Executor.execute_tool`` of that tool through a worker on a fresh Temporal dev server (workflow,
-  local activities, projection writes), next to the Python tool ``echo`` through the same path.
+- ``PythonTool.run`` of one echo body, in-process and with ``isolation="sandbox"``;
+- with ``--full``: ``Executor.execute_tool`` of the ``true`` tool through a worker on a fresh Temporal dev server,
+  next to the Python tool ``echo`` through the same path.
 
-Needs root (the sandbox does). Prints milliseconds per execution and the ratios to the baseline.
+Needs root (the sandbox does). Prints p50 and p95 in milliseconds, and each method's p50 over its baseline's.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import sandbox_tools
 from stepflow.logging import configure_logging
 from stepflow.models import ExecutionContext, ResourceLimits
 from stepflow.sandbox import DEFAULT_LIMITS, run_sandboxed, sandbox_unavailable
@@ -62,14 +67,26 @@ class _Context:
     def record_metric(self, name: str, value: float, unit: str | None = None) -> None: ...
 
 
-async def _time(runs: int, once: Callable[[], Awaitable[Any]]) -> list[float]:
-    await once()  # warm-up
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
+async def _rounds(
+    runs: int, pause: float, methods: Mapping[str, Callable[[], Awaitable[Any]]]
+) -> dict[str, list[float]]:
+    """Each round runs every method once, in turn; milliseconds per run, by method."""
+    for once in methods.values():  # warm-up: zygotes started, modules imported, pools filled
         await once()
-        samples.append((time.perf_counter() - started) * 1000)
+    await asyncio.sleep(0.5)
+    samples: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(runs):
+        for name, once in methods.items():
+            await asyncio.sleep(pause)
+            started = time.perf_counter()
+            await once()
+            samples[name].append((time.perf_counter() - started) * 1000)
     return samples
+
+
+def _quantile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _direct() -> None:
@@ -117,28 +134,30 @@ async def _full(runs: int) -> dict[str, list[float]]:
             await projection.upsert_tools([definition.info() for definition in registry.all()])
             executor = Executor(env.client, projection, settings)
             async with build_worker(env.client, settings, registry, projection):
-                found = {}
+                methods = {}
                 for tool_id, parameters in (("true", {}), ("echo", {"m": 1})):
 
                     async def once(tool_id: str = tool_id, parameters: dict[str, Any] = parameters) -> None:
                         await executor.execute_tool(ExecutionRequest(tool_id=tool_id, parameters=parameters))
 
-                    found[tool_id] = await _time(runs, once)
+                    methods[tool_id] = once
+                found = await _rounds(runs, 0.0, methods)
             await projection.close()
         finally:
             await env.shutdown()
     return found
 
 
-def _row(name: str, samples: list[float], baseline: float) -> str:
-    mean = statistics.mean(samples)
-    median = statistics.median(samples)
-    return f"{name:<44} {mean:9.2f} {median:9.2f} {mean / baseline:9.1f}x {mean - baseline:+10.2f}"
+def _row(name: str, samples: list[float], baseline: list[float] | None) -> str:
+    p50, p95 = statistics.median(samples), _quantile(samples, 0.95)
+    over = f"{p50 - statistics.median(baseline):+10.2f}" if baseline is not None else f"{'':>10}"
+    return f"{name:<46} {p50:9.2f} {p95:9.2f} {over}"
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--pause", type=float, default=0.02, help="seconds between two runs")
     parser.add_argument("--full", action="store_true", help="also through a worker on a Temporal dev server")
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
@@ -146,20 +165,34 @@ async def main() -> None:
     if reason is not None:
         sys.exit(f"cannot benchmark the sandbox here: {reason}")
     tool, ctx = _tool(), _Context()
-    results = {
-        "subprocess.run(['true'])": await _time(args.runs, _direct),
-        "run_sandboxed(['true'])": await _time(args.runs, _sandboxed),
-        "CommandTool('true').run": await _time(args.runs, lambda: tool.run({}, ctx)),
+    in_process = sandbox_tools.echo_in_process.__stepflow_tool__  # type: ignore[attr-defined]
+    sandboxed = sandbox_tools.echo_sandboxed.__stepflow_tool__  # type: ignore[attr-defined]
+    results = await _rounds(
+        args.runs,
+        args.pause,
+        {
+            "subprocess.run(['true'])": _direct,
+            "run_sandboxed(['true'])": _sandboxed,
+            "CommandTool('true').run": lambda: tool.run({}, ctx),
+            "Python tool, in-process": lambda: in_process.run({"message": "hi"}, ctx),
+            "Python tool, isolation='sandbox'": lambda: sandboxed.run({"message": "hi"}, ctx),
+        },
+    )
+    baselines = {
+        "run_sandboxed(['true'])": "subprocess.run(['true'])",
+        "CommandTool('true').run": "subprocess.run(['true'])",
+        "Python tool, isolation='sandbox'": "Python tool, in-process",
     }
     if args.full:
         full = await _full(args.runs)
         results["execute_tool(true) via worker + dev server"] = full["true"]
         results["execute_tool(echo, Python) same path"] = full["echo"]
-    baseline = statistics.mean(results["subprocess.run(['true'])"])
-    print(f"{args.runs} runs each, sequential; milliseconds per execution")
-    print(f"{'':<44} {'mean':>9} {'median':>9} {'ratio':>10} {'overhead':>10}")
+        baselines["execute_tool(true) via worker + dev server"] = "execute_tool(echo, Python) same path"
+    print(f"{args.runs} rounds, each method once a round, {args.pause * 1000:.0f} ms apart; milliseconds per run")
+    print(f"{'':<46} {'p50':>9} {'p95':>9} {'p50 over':>10}")
     for name, samples in results.items():
-        print(_row(name, samples, baseline))
+        base = baselines.get(name)
+        print(_row(name, samples, results[base] if base else None) + (f"  ({base})" if base else ""))
 
 
 if __name__ == "__main__":

@@ -148,8 +148,11 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGIN
 
 
 def _candidates(spec: dict[str, Any]) -> list[str]:
+    """Where ``argv[0]`` may be, in order: itself if it holds a slash, else along PATH; the executable ones first
+    (a stat each: trying to spawn a missing program costs a whole clone)."""
     program, path = spec["argv"][0], spec["path"]
-    return [program] if "/" in program else [os.path.join(d or ".", program) for d in path.split(":")]
+    places = [program] if "/" in program else [os.path.join(d or ".", program) for d in path.split(":")]
+    return sorted(places, key=lambda place: not os.access(place, os.X_OK))
 
 
 def _spawn(spec: dict[str, Any]) -> int:
@@ -308,6 +311,10 @@ def run_init(shared: Shared, sandbox: Sandbox, launcher_pid: int, alive: int) ->
                 "proc", shared.mount_point + "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV, "hidepid=invisible"
             )
             cgroups.join(sandbox.cgroups)
+            if shared.extra_paths:  # the python zygote's
+                from stepflow.sandbox import pytool
+
+                pytool.prepare()
         except OSError as exc:
             sandbox.error = sandbox.error or f"cannot build the sandbox: {exc}"
         request = receive(shared)

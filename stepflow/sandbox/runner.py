@@ -357,8 +357,8 @@ async def _finish(run: _Run, support: cgroups.CgroupSupport, uid: int, feeding: 
         run.gone = True
         _collect(run, run_cgroup.stats() if run_cgroup is not None else None)
     finally:
-        if run_cgroup is not None:
-            _remove_when_empty(run_cgroup)
+        if run_cgroup is not None:  # after the run has returned: the result does not wait for the removal
+            asyncio.get_running_loop().call_soon(_remove_when_empty, run_cgroup)
 
 
 def _remove_when_empty(run_cgroup: cgroups.RunCgroup, attempt: int = 0) -> None:
