@@ -9,6 +9,7 @@ Worker side:
 - :mod:`stepflow.sandbox.client`: the zygote, started once per worker;
 - :mod:`stepflow.sandbox.probe`: whether this machine can build the sandbox at all;
 - :mod:`stepflow.sandbox.uids`: a uid per execution and /proc scans by uid;
+- :mod:`stepflow.sandbox.pipes`: the run's pipes, stdin fed without blocking;
 - :mod:`stepflow.sandbox.streams`: bounded line splitting and logging.
 
 Inside the zygote (standard library only, so that it stays small and starts fast):

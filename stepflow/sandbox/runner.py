@@ -35,6 +35,7 @@ from stepflow.errors import InternalError
 from stepflow.sandbox import cgroups
 from stepflow.sandbox.client import ZygoteClient
 from stepflow.sandbox.limits import SandboxLimits
+from stepflow.sandbox.pipes import Pipes, feed
 from stepflow.sandbox.streams import LineSplitter
 from stepflow.sandbox.uids import UID_POOL, pids_of_uid
 
@@ -81,40 +82,6 @@ def zygote(kind: str) -> ZygoteClient:
     """This worker's zygote of ``kind`` (``command`` or ``python``), started on first use."""
     SANDBOX_ROOT.mkdir(mode=0o711, exist_ok=True)
     return ZygoteClient(kind, SANDBOX_ROOT / f"root-{kind}", cgroups.support().hierarchies)
-
-
-class _Pipes:
-    """The run's pipes: the worker's ends (non-blocking) and the ends handed to the launcher."""
-
-    def __init__(self, stdin: bool, channel: bool) -> None:
-        self.theirs: list[int] = []
-        self.ours: dict[str, int] = {}
-        if stdin:
-            self.ours["stdin"], stdin_r = self._pipe(reverse=True)
-            self.theirs.append(stdin_r)
-        else:
-            self.theirs.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-        for name in ("stdout", "stderr", "status", *(["channel"] if channel else [])):
-            self.ours[name], write = self._pipe()
-            self.theirs.append(write)
-
-    @staticmethod
-    def _pipe(reverse: bool = False) -> tuple[int, int]:
-        read, write = os.pipe2(os.O_CLOEXEC)
-        os.set_blocking(write if reverse else read, False)
-        return (write, read) if reverse else (read, write)
-
-    def close_theirs(self) -> None:
-        for fd in self.theirs:
-            os.close(fd)
-        self.theirs = []
-
-    def close(self) -> None:
-        self.close_theirs()
-        for fd in self.ours.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.ours = {}
 
 
 class _Run:
@@ -318,7 +285,7 @@ async def run_sandboxed(
     support = cgroups.support()
     uid = UID_POOL.acquire()
     run = _Run(limits, on_line, on_message)
-    pipes = _Pipes(stdin is not None, python is not None)
+    pipes = Pipes(stdin is not None, python is not None)
     try:
         spec = build_spec(argv, env, uid, limits, support, mounts, python)
         run.result.rlimits = spec["rlimits"]
@@ -329,7 +296,7 @@ async def run_sandboxed(
         for name, fd in pipes.ours.items():
             if name != "stdin":
                 run.read(name, fd)
-        feeding = asyncio.ensure_future(_feed(pipes, stdin)) if stdin is not None else None
+        feeding = asyncio.ensure_future(feed(pipes, stdin)) if stdin is not None else None
         try:
             await _supervise(run, deadline, cancel_grace)
         finally:
@@ -386,25 +353,3 @@ async def _supervise(run: _Run, deadline: float | None, grace: float) -> None:
     except asyncio.CancelledError:
         await run.stop(grace)
         raise
-
-
-async def _feed(pipes: _Pipes, data: bytes) -> None:
-    """Write ``data`` to the tool's stdin without blocking the loop, then close it (the tool sees EOF)."""
-    loop = asyncio.get_running_loop()
-    fd = pipes.ours["stdin"]
-    view = memoryview(data)
-    try:
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                writable = loop.create_future()
-                loop.add_writer(fd, writable.set_result, None)
-                try:
-                    await writable
-                finally:
-                    loop.remove_writer(fd)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        os.close(pipes.ours.pop("stdin"))
