@@ -45,8 +45,8 @@ class SandboxLimits:
         if not cgroups.has("memory"):
             memory = self.memory_mb * 1024 * 1024
             limits["RLIMIT_AS"] = (memory, memory)
-        if not cgroups.has("pids"):
-            limits["RLIMIT_NPROC"] = (self.max_processes, self.max_processes)
+        if not cgroups.has("pids"):  # counted per real uid: the sandbox's init has the run's too
+            limits["RLIMIT_NPROC"] = (self.max_processes + 1, self.max_processes + 1)
         return limits
 
     def unenforceable(self, cgroups: CgroupSupport) -> str | None:
