@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import itertools
@@ -81,7 +82,9 @@ class SandboxResult:
 def zygote(kind: str) -> ZygoteClient:
     """This worker's zygote of ``kind`` (``command`` or ``python``), started on first use."""
     SANDBOX_ROOT.mkdir(mode=0o711, exist_ok=True)
-    return ZygoteClient(kind, SANDBOX_ROOT / f"root-{kind}", cgroups.support().hierarchies)
+    client = ZygoteClient(kind, SANDBOX_ROOT / f"root-{kind}", cgroups.support().hierarchies)
+    atexit.register(client.close)  # its launchers see the socket close and exit, then the zygote
+    return client
 
 
 class _Run:
