@@ -7,7 +7,12 @@ its runs under ``<its own cgroup>/stepflow-<worker pid>`` (nested, so whatever l
 still hold), and removes the directories left by workers that died. On v2 the worker's own cgroup must delegate
 the controllers to its children; when it holds processes (v2 forbids enabling controllers there) the worker moves
 itself into a leaf ``stepflow-worker-<pid>`` first. A controller that cannot be used is reported with the reason,
-and the limit it would hold falls back to an rlimit or is refused (see :mod:`stepflow.sandbox.plan`).
+and the limit it would hold falls back to an rlimit or is refused (see :mod:`stepflow.sandbox.limits`).
+
+Three parties touch a run's cgroups: the zygote creates ``run-<name>`` in every hierarchy for each launcher it
+forks (:func:`open_run`), the launcher's init joins them ahead of any request (:func:`join`: a v1 move waits for
+an RCU grace period) and writes the run's limits when the request comes (:func:`write_limits`), and the worker
+reads what is left in them and their accounting, then removes them (:class:`RunCgroup`).
 
 ================  ==================================  ==================================
 what              v1 file                             v2 file
