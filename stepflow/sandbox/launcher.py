@@ -234,6 +234,8 @@ def _become_python_tool(shared: Shared, request: Request, sandbox: Sandbox, aliv
     privileged left open. Its reports are not trusted for anything but its own outcome."""
     spec = request.spec
     _confine(shared, spec, alive)
+    if "RLIMIT_AS" in spec["rlimits"]:  # no memory cgroup: the tool's own process holds the address-space limit
+        resource.setrlimit(resource.RLIMIT_AS, tuple(spec["rlimits"]["RLIMIT_AS"]))
     _drop_all(spec)
     _close_privileged(shared, sandbox)
     from stepflow.sandbox import pytool
