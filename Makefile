@@ -2,7 +2,8 @@
 #   make demo   install into .venv, start a Temporal dev server and a worker, run one execution of each outcome
 #   make test   install into .venv, then ruff, ruff format --check, mypy and pytest
 # The install step re-runs only when pyproject.toml changed (stamp file .venv/.installed).
-# `make test` also installs Debian's chromium (for the Web UI test in tests/e2e) when it is missing.
+# `make test` also installs Debian's chromium (for the Web UI test in tests/e2e) when it is missing, and
+# libseccomp2 (the sandbox's seccomp filter, loaded through PyPI's pyseccomp) when no libseccomp.so.2 is found.
 
 PYTHON ?= python3
 CHROMIUM := /usr/bin/chromium
@@ -11,7 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest install clean
+.PHONY: demo test lint typecheck pytest install clean libseccomp
 
 demo: $(STAMP)
 	$(BIN)/stepflow demo
@@ -25,8 +26,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
-pytest: $(STAMP) | $(CHROMIUM)
+pytest: $(STAMP) libseccomp | $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+libseccomp:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp2 >/dev/null; \
+		else \
+			echo "note: libseccomp.so.2 is missing and cannot be installed here: the sandbox runs without seccomp"; \
+		fi; \
+	fi
 
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -4,8 +4,9 @@ Alone (in the suite's process, needs root like a command tool's worker): ``run_s
 read-only mounts, an unprivileged uid, rlimits, a fresh working directory created and removed, /proc checks that
 nothing survived) against ``subprocess.run(["true"])``. Through an execution: ``execute_tool`` of a command tool
 ``true`` against a bare workflow whose activity starts ``true`` as a plain child process, and against the product's
-Python ``echo`` tool (what the sandbox adds inside the product). Median milliseconds of each round's runs, one at
-a time.
+Python ``echo`` tool (what the sandbox adds inside the product). And one Python tool body run in-process against
+the same body with ``isolation="sandbox"`` (:mod:`benchmarks.sandbox_tools`). Median (p50) and p95 milliseconds of
+each round's runs, one at a time.
 
 The API round trip (an HTTP request to the product's API against ``execute_tool`` in process) belongs beside this
 one once the API exists: a module ``api_round_trip.py`` with the same ``measure`` function, listed in ``SUITE``.
@@ -20,12 +21,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from benchmarks import sandbox_tools
 from benchmarks.bare import BareTrue
 from benchmarks.harness.context import Context, Skipped
 from benchmarks.harness.rounds import Measurement, alternate
 from benchmarks.harness.stage import BARE_QUEUE
 from benchmarks.harness.stats import Row
 from stepflow.models import ExecutionRequest
+from stepflow.registry import ToolRegistry
 from stepflow.sandbox import DEFAULT_LIMITS, run_sandboxed, sandbox_unavailable
 
 NAME = "6 sandbox start"
@@ -39,9 +42,15 @@ def median_ms(count: int, one: Callable[[], Awaitable[Any]]) -> Callable[[], Awa
             started = time.perf_counter()
             await one()
             found.append((time.perf_counter() - started) * 1000)
-        return {"ms": statistics.median(found)}
+        ordered = sorted(found)
+        return {"ms": statistics.median(found), "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}
 
     return once
+
+
+def python_tool(definition: Any) -> Callable[[], Awaitable[Any]]:
+    """One run of a Python tool's body outside Temporal, in whichever isolation the tool declares."""
+    return lambda: definition.run({"message": "hi"}, sandbox_tools.QuietContext())
 
 
 async def sandboxed() -> None:
@@ -60,6 +69,12 @@ async def measure(context: Context) -> list[Row]:
         raise Skipped(reason)
     count, rounds = context.pick(20, 5), context.rounds(5)
     alone = await alternate(rounds, {"sandbox": median_ms(count, sandboxed), "plain": median_ms(count, plain)})
+    tools = {definition.id: definition for definition in ToolRegistry().load_module(sandbox_tools.__name__)}
+    isolated, in_process = tools["bench-echo-sandboxed"], tools["bench-echo"]
+    python = await alternate(
+        rounds,
+        {"isolated": median_ms(count, python_tool(isolated)), "in_process": median_ms(count, python_tool(in_process))},
+    )
     stage = context.stage
     command, echo = ExecutionRequest(tool_id="true"), ExecutionRequest(tool_id="echo", parameters={"text": "hi"})
 
@@ -75,7 +90,32 @@ async def measure(context: Context) -> list[Row]:
         },
     )
     metric = f"median ms ({count}/round, one at a time)"
+    p95 = f"p95 ms ({count}/round, one at a time)"
     return [
+        Row(
+            NAME,
+            p95,
+            "run_sandboxed(['true'])",
+            "subprocess.run(['true'])",
+            alone["sandbox"]["p95"],
+            alone["plain"]["p95"],
+        ),
+        Row(
+            NAME,
+            metric,
+            "Python tool, isolation=sandbox",
+            "the same, in-process",
+            python["isolated"]["ms"],
+            python["in_process"]["ms"],
+        ),
+        Row(
+            NAME,
+            p95,
+            "Python tool, isolation=sandbox",
+            "the same, in-process",
+            python["isolated"]["p95"],
+            python["in_process"]["p95"],
+        ),
         Row(
             NAME,
             metric,

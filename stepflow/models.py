@@ -71,7 +71,8 @@ class _Model(BaseModel):
 class ResourceLimits(_Model):
     """Per-execution limits. ``None`` means "no limit beyond the configured maximum"."""
 
-    memory_mb: int | None = Field(default=None, gt=0, description="Address-space limit in MiB.")
+    memory_mb: int | None = Field(default=None, gt=0, description="Memory limit in MiB (resident where cgroups allow).")
+    cpu_limit: float | None = Field(default=None, gt=0, description="CPU share in cores (0.5 = half a core).")
     cpu_seconds: int | None = Field(default=None, gt=0, description="CPU time limit in seconds.")
     max_processes: int | None = Field(default=None, gt=0, description="Process count limit.")
     max_output_bytes: int | None = Field(default=None, gt=0, description="Output size limit in bytes.")
@@ -81,6 +82,7 @@ class ResourceLimits(_Model):
     def is_empty(self) -> bool:
         return (
             self.memory_mb is None
+            and self.cpu_limit is None
             and self.cpu_seconds is None
             and self.max_processes is None
             and self.max_output_bytes is None

@@ -14,6 +14,12 @@ whose JSON schema is the tool's parameter schema, its second a :class:`ToolConte
 The decorator only marks the function; :meth:`ToolRegistry.load_module` collects the marked functions of a
 module, so importing a module never mutates global state. Other tool kinds (command tools, composite tools)
 subclass :class:`ToolDefinition` and are registered the same way.
+
+A Python tool runs inside the worker process by default (``isolation="process"``: fast, trusted, no
+per-execution limit can hold there, so a request asking for limits is refused). ``isolation="sandbox"`` runs each
+execution in a process of its own inside the sandbox command tools run in (own uid, namespaces, minimal root,
+cgroup limits, environment allow-list, tree kill), with ``limits``, ``env`` and ``mounts`` as a command tool's;
+see :mod:`stepflow.tools.isolated` and docs/command-tools.md.
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ import importlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
 from stepflow.errors import ConfigError, InternalError, InvalidParameters, ResourceLimitExceeded, ToolNotFound
 from stepflow.models import ExecutionContext, JsonDict, ResourceLimits, ToolInfo
+
+if TYPE_CHECKING:
+    from stepflow.sandbox.limits import Caps
+    from stepflow.tools.sandboxed import Isolation
 
 _TOOL_ATTRIBUTE = "__stepflow_tool__"
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
@@ -92,6 +102,11 @@ class ToolDefinition:
         """Check parameters against the schema; return them normalised or raise InvalidParameters."""
         return dict(parameters)
 
+    @property
+    def default_limits(self) -> ResourceLimits | None:
+        """The limits the tool asks for when a request gives none (None: it has no limits of its own)."""
+        return None
+
     def check_resource_limits(self, limits: ResourceLimits) -> None:
         """Raise ResourceLimitExceeded when this tool cannot run with ``limits`` enforced (default: it can)."""
 
@@ -126,43 +141,82 @@ def validate_with_model(model: type[BaseModel], parameters: JsonDict, what: str)
         ) from None
 
 
+ISOLATIONS = ("process", "sandbox")
+
+
 @dataclass(frozen=True)
 class PythonTool(ToolDefinition):
     """A tool implemented by an async Python function taking a pydantic model and a ToolContext."""
 
     function: ToolFunction | None = None
     input_model: type[BaseModel] = field(default=BaseModel)
+    isolation: str = "process"
+    sandbox: Isolation | None = None
 
     @property
     def parameters_schema(self) -> JsonDict:
         return self.input_model.model_json_schema()
 
+    @property
+    def default_limits(self) -> ResourceLimits | None:
+        return self.sandbox.limits if self.sandbox is not None else None
+
     def validate_parameters(self, parameters: JsonDict) -> JsonDict:
         return validate_with_model(self.input_model, parameters, f"tool {self.id!r} {self.version}")
 
     def check_resource_limits(self, limits: ResourceLimits) -> None:
-        """Python tools run inside the worker process, where no per-execution limit can hold: refuse them."""
-        if not limits.is_empty:
+        """A sandboxed tool: refused only if the sandbox cannot hold the limits. In-process: limits are refused,
+        since none can be enforced per execution inside the worker process."""
+        if self.sandbox is not None:
+            from stepflow.tools.sandboxed import check_sandbox
+
+            check_sandbox(self.id, limits, self.sandbox)
+        elif not limits.is_empty:
             raise ResourceLimitExceeded(
-                f"tool {self.id!r} is a Python tool: it runs inside the worker process, where memory, CPU, process "
-                "and output limits cannot be enforced per execution; drop options.resource_limits or use a "
-                "command tool (docs/command-tools.md)"
+                f"tool {self.id!r} is a Python tool running inside the worker process, where memory, CPU, process "
+                "and output limits cannot be enforced per execution; drop options.resource_limits, or declare the "
+                'tool with @tool(..., isolation="sandbox") to run it in the sandbox (docs/command-tools.md)'
             )
 
     async def run(self, parameters: JsonDict, ctx: ToolContext) -> Any:
+        from stepflow.tools.output import check_output
+
         self.check_resource_limits(ctx.resource_limits)
-        assert self.function is not None
-        return await self.function(self.input_model.model_validate(parameters), ctx)
+        if self.sandbox is not None:
+            from stepflow.tools.isolated import run_isolated
+
+            output = await run_isolated(self, parameters, ctx)
+        else:
+            assert self.function is not None
+            output = await self.function(self.input_model.model_validate(parameters), ctx)
+        await check_output(output, self.id)
+        return output
 
 
 F = TypeVar("F", bound=ToolFunction)
 
 
-def tool(tool_id: str, *, version: str = "1.0.0", description: str = "", idempotent: bool = True) -> Callable[[F], F]:
+def tool(
+    tool_id: str,
+    *,
+    version: str = "1.0.0",
+    description: str = "",
+    idempotent: bool = True,
+    isolation: str = "process",
+    limits: ResourceLimits | None = None,
+    env: tuple[str, ...] = (),
+    mounts: tuple[str, ...] = (),
+) -> Callable[[F], F]:
     """Mark an async function as a Python tool; its first parameter's pydantic model is the schema.
 
     ``idempotent=False`` says the tool must not run again after its worker was lost while it ran: the
-    execution then fails with the worker-lost error instead (see docs/reliability.md)."""
+    execution then fails with the worker-lost error instead (see docs/reliability.md).
+    ``isolation="sandbox"`` runs it in the sandbox with ``limits`` as defaults, the worker variables named in
+    ``env`` and the read-only ``mounts`` ("/host/path" or "/host/path:/sandbox/path"); it must then be a
+    module-level function, found again by name in a process of its own.
+    """
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"tool {tool_id!r}: isolation must be one of {ISOLATIONS}, got {isolation!r}")
 
     def mark(function: F) -> F:
         hints = get_type_hints(function)
@@ -178,6 +232,8 @@ def tool(tool_id: str, *, version: str = "1.0.0", description: str = "", idempot
             function=function,
             input_model=model,
             idempotent=idempotent,
+            isolation=isolation,
+            sandbox=_sandbox(tool_id, function, isolation, limits, env, mounts),
         )
         setattr(function, _TOOL_ATTRIBUTE, definition)
         return function
@@ -185,19 +241,57 @@ def tool(tool_id: str, *, version: str = "1.0.0", description: str = "", idempot
     return mark
 
 
+def _sandbox(
+    tool_id: str,
+    function: ToolFunction,
+    isolation: str,
+    limits: ResourceLimits | None,
+    env: tuple[str, ...],
+    mounts: tuple[str, ...],
+) -> Isolation | None:
+    if isolation == "process":
+        if limits is not None or env or mounts:
+            raise ValueError(f'tool {tool_id!r}: limits, env and mounts need isolation="sandbox"')
+        return None
+    from stepflow.tools.sandboxed import Isolation, parse_mounts
+
+    if function.__qualname__ != function.__name__:
+        raise TypeError(f"tool {tool_id!r}: a sandboxed tool must be a module-level function")
+    return Isolation(limits=limits or ResourceLimits(), env=tuple(env), mounts=parse_mounts(mounts))
+
+
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.\-]", version))
 
 
 class ToolRegistry:
-    """All tools a worker can run, by id and version."""
+    """All tools a worker can run, by id and version.
 
-    def __init__(self, tools: Iterable[ToolDefinition] = ()) -> None:
+    With ``caps`` (the engine's ``STEPFLOW_EXECUTOR_MAX_*``), a tool whose own default limits are above them is
+    refused when it is registered (ConfigError naming the limit), not when a request meets it.
+    """
+
+    def __init__(self, tools: Iterable[ToolDefinition] = (), *, caps: Caps | None = None) -> None:
         self._tools: dict[str, dict[str, ToolDefinition]] = {}  # each id's versions kept in version order
+        self._caps = caps
         for definition in tools:
             self.register(definition)
 
+    def _check_limits(self, definition: ToolDefinition) -> None:
+        limits = definition.default_limits
+        if limits is None or self._caps is None:
+            return
+        from stepflow.sandbox.limits import above_caps
+
+        problems = above_caps(limits, self._caps)
+        if problems:
+            raise ConfigError(
+                f"tool {definition.id!r} {definition.version} asks for limits this engine does not allow: "
+                f"{'; '.join(problems)}; lower them in the tool's definition or raise the maximum"
+            )
+
     def register(self, definition: ToolDefinition) -> None:
+        self._check_limits(definition)
         versions = self._tools.setdefault(definition.id, {})
         if definition.version in versions and versions[definition.version] != definition:
             raise ValueError(f"tool {definition.id!r} version {definition.version} is registered twice")

@@ -39,6 +39,7 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 BUILTIN_TOOL_MODULES = ("stepflow.tools.builtin",)
+HEARTBEAT_EVERY_S = 0.4
 BUILTIN_TOOL_FILES = tuple(
     Path(stepflow.tools.__file__).parent / name for name in ("builtin_commands.toml", "builtin_composites.toml")
 )
@@ -48,9 +49,10 @@ def build_registry(settings: Settings) -> ToolRegistry:
     """The built-in tools, the modules named in ``STEPFLOW_TOOL_MODULES`` and the files in ``STEPFLOW_TOOL_FILES``.
 
     Composite tools are checked against the whole registry once everything is loaded (ConfigError if a step
-    names an unknown tool or version, or composites include each other).
+    names an unknown tool or version, or composites include each other); a tool whose own default limits are
+    above ``STEPFLOW_EXECUTOR_MAX_*`` is refused as it is registered.
     """
-    registry = ToolRegistry()
+    registry = ToolRegistry(caps=settings.executor)
     for module in (*BUILTIN_TOOL_MODULES, *settings.tool_modules):
         registry.load_module(module)
     for path in (*BUILTIN_TOOL_FILES, *settings.tool_files):
@@ -70,11 +72,14 @@ def build_worker(
 ) -> Worker:
     """A Worker for the execution workflow and its activities, sized from the settings."""
     executor, scheduler, pool = settings.executor, settings.scheduler, settings.worker_pool
+    # A cancel reaches a running activity only in the answer to a heartbeat: heartbeat often, and let the SDK
+    # send each one (it would otherwise hold them back for 0.8 x the heartbeat timeout), so cancels land in < 1 s.
+    heartbeat_every = timedelta(seconds=min(HEARTBEAT_EVERY_S, executor.heartbeat_timeout / 3))
     tools = ToolActivities(
         registry,
         projection.writer,
         caps=executor,
-        heartbeat_every=timedelta(seconds=min(1.0, executor.heartbeat_timeout / 3)),
+        heartbeat_every=heartbeat_every,
         cancel_grace=executor.cancel_grace_delta,
     )
     permissions = load_permission_checker(settings.permission_checker, projection.reader)
@@ -101,6 +106,7 @@ def build_worker(
         workflow_task_poller_behavior=pollers,
         activity_task_poller_behavior=pollers,
         graceful_shutdown_timeout=timedelta(seconds=executor.cancel_grace + 5),
+        max_heartbeat_throttle_interval=heartbeat_every,
         workflow_runner=WORKFLOW_RUNNER,
     )
 

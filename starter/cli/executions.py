@@ -20,7 +20,7 @@ from temporalio.client import WorkflowFailureError
 
 from starter import console
 from starter.cli import common
-from starter.cli.requests import RequestContext, build_request, parse_time
+from starter.cli.requests import RequestContext, build_limits, build_request, parse_time
 from starter.executor import Executor
 from stepflow.errors import DatabaseError, InvalidParameters
 from stepflow.identity import Role
@@ -51,6 +51,12 @@ RetryDelayOpt = Annotated[
     int | None, typer.Option("--retry-delay", help="Delay before the first retry, in milliseconds.")
 ]
 PriorityOpt = Annotated[Priority, typer.Option("--priority", help="Scheduling priority.")]
+MemoryOpt = Annotated[int | None, typer.Option("--memory-mb", help="Memory limit in MiB (sandboxed tools).")]
+CpuLimitOpt = Annotated[float | None, typer.Option("--cpu-limit", help="CPU share in cores, e.g. 0.5.")]
+CpuSecondsOpt = Annotated[int | None, typer.Option("--cpu-seconds", help="CPU time limit in seconds.")]
+ProcessesOpt = Annotated[int | None, typer.Option("--max-processes", help="Process and thread limit.")]
+OutputOpt = Annotated[int | None, typer.Option("--max-output-bytes", help="Output size limit in bytes.")]
+NetworkOpt = Annotated[bool, typer.Option("--network", help="Let the tool use the network.")]
 
 PENDING_HINT_AFTER = 5.0
 """Seconds an execution may stay pending before ``run`` suggests that no worker is running."""
@@ -118,9 +124,16 @@ def request_command(*, wait: bool) -> Callable[..., None]:
         retries: RetriesOpt = 0,
         retry_delay: RetryDelayOpt = None,
         priority: PriorityOpt = Priority.NORMAL,
+        memory_mb: MemoryOpt = None,
+        cpu_limit: CpuLimitOpt = None,
+        cpu_seconds: CpuSecondsOpt = None,
+        max_processes: ProcessesOpt = None,
+        max_output_bytes: OutputOpt = None,
+        network: NetworkOpt = False,
         as_json: JsonOpt = False,
     ) -> None:
         async def body() -> int:
+            limits = build_limits(memory_mb, cpu_limit, cpu_seconds, max_processes, max_output_bytes, network)
             request = build_request(
                 tool,
                 param,
@@ -131,6 +144,7 @@ def request_command(*, wait: bool) -> Callable[..., None]:
                 retries=retries,
                 retry_delay=retry_delay,
                 priority=priority,
+                limits=limits,
             )
             async with common.executor() as executor:
                 execution_id = await executor.execute_tool_async(request)

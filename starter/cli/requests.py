@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stepflow.errors import InvalidParameters
-from stepflow.models import ExecutionContext, ExecutionOptions, ExecutionRequest, Priority
+from stepflow.models import ExecutionContext, ExecutionOptions, ExecutionRequest, Priority, ResourceLimits
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -80,6 +80,29 @@ class RequestContext:
     request_id: str | None = None
 
 
+def build_limits(
+    memory_mb: int | None = None,
+    cpu_limit: float | None = None,
+    cpu_seconds: int | None = None,
+    max_processes: int | None = None,
+    max_output_bytes: int | None = None,
+    network: bool = False,
+) -> ResourceLimits:
+    """ResourceLimits from ``--memory-mb``, ``--cpu-limit``, ``--cpu-seconds``, ``--max-processes``,
+    ``--max-output-bytes`` and ``--network``; each value must be positive."""
+    given = {
+        "memory_mb": memory_mb,
+        "cpu_limit": cpu_limit,
+        "cpu_seconds": cpu_seconds,
+        "max_processes": max_processes,
+        "max_output_bytes": max_output_bytes,
+    }
+    for name, value in given.items():
+        if value is not None and value <= 0:
+            raise InvalidParameters(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+    return ResourceLimits(**given, network=network)
+
+
 def build_request(
     tool: str,
     pairs: list[str] | None,
@@ -91,11 +114,14 @@ def build_request(
     retries: int = 0,
     retry_delay: int | None = None,
     priority: Priority = Priority.NORMAL,
+    limits: ResourceLimits | None = None,
 ) -> ExecutionRequest:
     """The request the ``run`` / ``start`` options describe, or InvalidParameters saying what is wrong."""
     parameters = parse_params(pairs, params_json)
     options = build_options(timeout, retries, retry_delay, priority)
     who = context or RequestContext()
+    if limits is not None:
+        options.resource_limits = limits
     try:
         return ExecutionRequest(
             tool_id=tool,

@@ -1,209 +1,367 @@
-"""The sandbox launcher: a tiny stdlib-only program the worker runs as ``python -I -S launcher.py SPEC_FILE``.
+"""One launcher: a pre-forked child of the zygote holding a sandbox built ahead of time, which runs one tool.
 
-It is never imported by the worker (it must start fast and must not touch the worker's state). As root it:
+Ahead of any request the launcher (:func:`launch`) starts a session of its own, unshares its mount, PID, network
+(no interface up, not even loopback), IPC and UTS namespaces and forks the namespace's init (PID 1). The init
+(:func:`run_init`) builds the request-independent part of the minimal root (:mod:`stepflow.sandbox.rootfs`),
+mounts the namespace's own ``/proc`` (``hidepid=invisible``) in it, joins the cgroups the zygote made for this
+launcher (moving a process between v1 cgroups waits for an RCU grace period, milliseconds: better before the
+request than in it) and waits on the zygote's request socket. One request brings the run's spec (a memfd holding
+JSON) and its descriptors: stdin, stdout, stderr, the status pipe and, for a Python tool, its channel. Then the
+init (:func:`serve`):
 
-1. ``unshare(CLONE_NEWNS | CLONE_NEWPID [| CLONE_NEWNET])``: a private mount table, a fresh PID namespace and,
-   unless the network is allowed, a fresh network namespace with no interface up (not even loopback).
-2. Covers the hidden paths (the worker's own directory) with empty tmpfs, mounts a fresh tmpfs capped at
-   ``workdir_bytes`` and owned by the tool's uid on the per-execution working directory, makes every mount
-   read-only (``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)``) except that one, and bind-mounts it over
-   ``/tmp``, ``/var/tmp`` and ``/dev/shm``. The tmpfs vanishes with the namespace.
-   The launcher dies with the worker (``PR_SET_PDEATHSIG``), and the init with the launcher, so even a worker
-   killed outright leaves no tool behind.
-3. Forks the namespace's init (PID 1, root, ignores SIGTERM so the tool gets its grace period), which mounts a
-   fresh ``/proc`` and forks the tool: rlimits (AS, CPU, NPROC, CORE), no supplementary groups, an unprivileged
-   uid/gid of its own, ``no_new_privs``, default signal dispositions, then ``execvpe``.
-4. Init reaps every process until the tool exits, then reports the tool's wait status and the rusage of all the
-   processes it reaped as one JSON line on the status descriptor, and exits: the kernel then kills whatever is
-   left in the PID namespace, so nothing outlives the tool.
+1. reports ``{"launcher_pid": N, "init_pid": M, "cgroup": name}`` (the process group to signal, the init as the
+   host sees it, the cgroups to account), writes
+   the run's limits into its cgroups, returns to the host's network namespace if the run may use the network,
+   finishes the root (declared mounts, working directory, ``pivot_root``, read-only);
+2. takes on the state the tool inherits: rlimits, no groups, the run's uid and gid as real ids, the working
+   directory, ``no_new_privs``, the seccomp filter; its effective ids become :data:`INIT_UID`, an unprivileged
+   uid of its own. Nothing privileged is left for it to do: it only waits;
+3. starts the tool (PID 2) with ``posix_spawn`` (no copy of the interpreter's memory) resetting the effective
+   ids to the real ones, with default signal handling; a tool that needs ``RLIMIT_AS`` (a limit the init cannot
+   live under itself) is forked instead. A Python tool runs in the init itself, its ids all the run's and
+   nothing privileged left open (:mod:`stepflow.sandbox.pytool`): forking a large interpreter would cost more
+   than the tool; it reports its own end, which the worker does not trust beyond the tool's outcome;
+4. reaps every process until the tool exits, kills and reaps whatever the tool left behind, reports
+   ``{"exit": code | null, "signal": n | null, "cpu_ms": x, "max_rss_kb": k, "alone": true}`` (rusage of all it
+   reaped; only the init is left), closes the status pipe and exits. Should the init be killed instead, the
+   kernel kills every process of its namespace: either way nothing outlives the tool.
 
-Status lines (JSON, one per line, on the file descriptor named in the spec): ``{"init_pid": N, "ready_at": T}``
-from the outer process (N as the worker sees it, T its ``time.monotonic()`` once the sandbox is set up), then
-``{"exit": code | null, "signal": n | null, "cpu_ms": x, "max_rss_kb": k}`` or ``{"error": "..."}`` when the
-sandbox could not be set up, or ``{"exec_error": "..."}`` when the program could not be started.
+Signals: the worker stops a run by signalling the launcher's process group: launcher, init, the tool and its
+children that stayed in the group. Launcher and init ignore ``SIGTERM`` (an init would anyway: a PID 1 ignores the
+signals it has no handler for), so only the tool gets it, with its default meaning; ``SIGKILL`` ends them all.
+
+Failures before the tool runs are reported as ``{"error": "..."}``, a program that cannot be executed as
+``{"exec_error": "..."}``. Standard library only.
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import json
 import os
 import resource
+import select
 import signal
-import sys
+import socket
 import time
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing is not imported at run time: the launcher must start fast
-    from typing import Any, NoReturn
+from stepflow.sandbox import cgroups, kernel, rootfs
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-SYS_MOUNT_SETATTR = 442
-MOUNT_ATTR_RDONLY = 1
-AT_FDCWD = -100
-AT_EMPTY_PATH = 0x1000
-AT_RECURSIVE = 0x8000
-PR_SET_PDEATHSIG = 1
-PR_SET_NO_NEW_PRIVS = 38
 SETUP_FAILED = 125
-TMP_DIRS = ("/var/tmp", "/dev/shm", "/tmp")
-
-libc = ctypes.CDLL(None, use_errno=True)
-
-
-class MountAttr(ctypes.Structure):
-    """``struct mount_attr`` of mount_setattr(2)."""
-
-    _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    ]
+HOSTNAME = "sandbox"
+INIT_UID = 1_499_999
+"""The effective uid of every sandbox's init once it has started the tool: unprivileged, below every tool uid."""
+_NAMESPACES = kernel.CLONE_NEWNS | kernel.CLONE_NEWPID | kernel.CLONE_NEWNET | kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS
 
 
-def report(status_fd: int, message: dict[str, Any]) -> None:
-    os.write(status_fd, (json.dumps(message) + "\n").encode())
+@dataclass
+class Shared:
+    """What every launcher of one zygote inherits."""
+
+    sock: socket.socket
+    taken_fd: int
+    host_net_fd: int
+    mount_point: str
+    zygote_pid: int
+    seccomp: bytes | None = None
+    extra_paths: tuple[str, ...] = ()
+    inherited: list[int] = field(default_factory=list)
 
 
-def check(result: int, what: str) -> None:
-    if result != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"{what}: {os.strerror(error)}")
+@dataclass
+class Sandbox:
+    """What one launcher's init holds while it waits: its cgroups, and why it is unusable if it is."""
+
+    cgroup_name: str
+    cgroups: list[cgroups.Handle]
+    error: str | None = None
+    init_pid: int | None = None
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    check(
-        libc.mount(
-            source.encode() if source else None,
-            target.encode(),
-            fstype.encode() if fstype else None,
-            flags,
-            data.encode() if data else None,
-        ),
-        f"mount {target}",
-    )
+@dataclass
+class Request:
+    """One run: its spec and its descriptors."""
+
+    spec: dict[str, Any]
+    stdin: int
+    stdout: int
+    stderr: int
+    status: int
+    channel: int | None
 
 
-def set_readonly(dirfd: int, path: str, flags: int, readonly: bool) -> None:
-    attr = MountAttr(MOUNT_ATTR_RDONLY if readonly else 0, 0 if readonly else MOUNT_ATTR_RDONLY, 0, 0)
-    result = libc.syscall(
-        SYS_MOUNT_SETATTR, dirfd, path.encode(), flags, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))
-    )
-    check(result, f"mount_setattr {path or dirfd}")
+def report(fd: int, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, (json.dumps(message) + "\n").encode())
 
 
-def confine_filesystem(spec: dict[str, Any]) -> None:
-    """Everything read-only, the hidden paths empty, the working directory a private size-capped tmpfs that also
-    stands in for the temporary directories."""
-    workdir, uid = spec["workdir"], spec["uid"]
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
-    for path in spec["hide"]:
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=1,mode=0755")
-    size = spec["workdir_bytes"]
-    mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={uid},gid={spec['gid']}")
-    work_fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
-    os.chdir(workdir)
-    set_readonly(AT_FDCWD, "/", AT_RECURSIVE, True)
-    set_readonly(work_fd, "", AT_EMPTY_PATH, False)
-    for directory in TMP_DIRS:
-        if os.path.isdir(directory) and not os.path.islink(directory):
-            mount(f"/proc/self/fd/{work_fd}", directory, None, MS_BIND)
-    os.close(work_fd)
+def receive(shared: Shared) -> Request | None:
+    """Wait for one request (None when the worker closed the socket)."""
+    message, fds, _, _ = socket.recv_fds(shared.sock, 64, 64, socket.MSG_CMSG_CLOEXEC)
+    if not message:
+        return None
+    spec_fd, stdin, stdout, stderr, status, *rest = fds
+    with os.fdopen(spec_fd, "rb") as file:
+        spec = json.loads(file.read())
+    return Request(spec, stdin, stdout, stderr, status, rest[0] if rest else None)
 
 
-def exec_tool(spec: dict[str, Any], status_fd: int) -> NoReturn:
-    """In the tool's process: limits, identity, signals, then exec. Never returns."""
-    try:
-        for name, (soft, hard) in spec["rlimits"].items():
+def _alive(fd: int) -> bool:
+    """False once the other end of this pipe (held by the parent) is closed: the parent died."""
+    return not select.select([fd], [], [], 0)[0]
+
+
+def _confine(shared: Shared, spec: dict[str, Any], alive: int) -> None:
+    """The init takes on the state the tool inherits: rlimits (all but RLIMIT_AS), no groups, the run's uid and
+    gid as *real* ids, the working directory, ``no_new_privs``, the seccomp filter. Its effective ids become
+    :data:`INIT_UID` (unprivileged, never a tool's), which the tool, started with ``resetids``, does not keep: the
+    tool cannot trace the init, and a scan for the run's uid never finds it."""
+    for name, (soft, hard) in spec["rlimits"].items():
+        if name != "RLIMIT_AS":
             resource.setrlimit(getattr(resource, name), (soft, hard))
-        os.setgroups([])
-        os.setgid(spec["gid"])
-        os.setuid(spec["uid"])
-        check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        os.set_inheritable(status_fd, False)
-    except OSError as exc:
-        report(status_fd, {"error": f"cannot apply the sandbox to the tool's process: {exc}"})
-        os._exit(SETUP_FAILED)
-    program = spec["argv"][0]
-    candidates = [program] if "/" in program else [os.path.join(d or ".", program) for d in spec["path"].split(":")]
+    os.chdir(rootfs.WORKDIR)  # while still root: the directory is the run uid's alone
+    os.setgroups([])
+    os.setresgid(spec["gid"], INIT_UID, INIT_UID)
+    os.setresuid(spec["uid"], INIT_UID, INIT_UID)
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # the change of effective uid cleared it
+    if not _alive(alive):
+        raise OSError("the launcher died")
+    kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+    if shared.seccomp is not None:
+        kernel.load_seccomp(shared.seccomp)
+
+
+def _drop_all(spec: dict[str, Any]) -> None:
+    """Every id becomes the run's (in a forked tool's process, or in an init that runs a Python tool)."""
+    os.setresgid(spec["gid"], spec["gid"], spec["gid"])
+    os.setresuid(spec["uid"], spec["uid"], spec["uid"])
+    kernel.prctl(kernel.PR_SET_DUMPABLE, 1)  # its own /proc/self, like an exec'd program's
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # from the parent: the init, or for an init its launcher
+
+
+class CannotExecute(Exception):
+    """The tool's program could not be executed (not found, not executable)."""
+
+
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+
+
+def _candidates(spec: dict[str, Any]) -> list[str]:
+    """Where ``argv[0]`` may be, in order: itself if it holds a slash, else along PATH; the executable ones first
+    (a stat each: trying to spawn a missing program costs a whole clone)."""
+    program, path = spec["argv"][0], spec["path"]
+    places = [program] if "/" in program else [os.path.join(d or ".", program) for d in path.split(":")]
+    return sorted(places, key=lambda place: not os.access(place, os.X_OK))
+
+
+def _spawn(spec: dict[str, Any]) -> int:
+    """Start the program without copying this process (CannotExecute naming why it cannot be)."""
     error = "not found on PATH " + spec["path"]
-    for candidate in candidates:
+    for candidate in _candidates(spec):
         try:
-            os.execve(candidate, spec["argv"], spec["env"])
+            return os.posix_spawn(
+                candidate, spec["argv"], spec["env"], setsigdef=_DEFAULT_SIGNALS, setsigmask=(), resetids=True
+            )
         except OSError as exc:
             error = f"{candidate}: {exc.strerror}"
-    report(status_fd, {"exec_error": f"cannot execute {program!r}: {error}"})
+    raise CannotExecute(f"cannot execute {spec['argv'][0]!r}: {error}")
+
+
+def _fork_program(shared: Shared, request: Request, sandbox: Sandbox) -> int:
+    """Fork the tool's process for a program that needs RLIMIT_AS (which the init cannot live under)."""
+    tool = os.fork()
+    if tool:
+        return tool
+    spec, status = request.spec, request.status
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, tuple(spec["rlimits"]["RLIMIT_AS"]))
+        _drop_all(spec)
+        for sig in _DEFAULT_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        _close_privileged(shared, sandbox)
+    except OSError as exc:
+        report(status, {"error": f"cannot apply the sandbox to the tool's process: {exc}"})
+        os._exit(SETUP_FAILED)
+    error = ""
+    for candidate in _candidates(spec):
+        with contextlib.suppress(OSError):
+            os.execve(candidate, spec["argv"], spec["env"])
+        error = candidate
+    report(status, {"exec_error": f"cannot execute {spec['argv'][0]!r} (last tried {error})"})
     os._exit(127)
 
 
-def run_init(spec: dict[str, Any], status_fd: int) -> NoReturn:
-    """PID 1 of the namespace: start the tool, reap everything until it exits, report, exit."""
-    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    tool = os.fork()
-    if tool == 0:
-        exec_tool(spec, status_fd)
-    max_rss = 0
-    while True:
+def _close_privileged(shared: Shared, sandbox: Sandbox) -> None:
+    """Close what the tool must not hold: the request socket, the zygote's pipe, the host's network namespace,
+    the run's cgroup directories (its limits would be writable through them)."""
+    for fd in (shared.sock.fileno(), shared.taken_fd, shared.host_net_fd, *shared.inherited):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    for _, fd in sandbox.cgroups:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _enter(shared: Shared, request: Request, sandbox: Sandbox) -> None:
+    """Everything the run needs done as root: stdio, limits, network, the tool's module, the finished root."""
+    spec = request.spec
+    for target, fd in ((0, request.stdin), (1, request.stdout), (2, request.stderr)):
+        os.dup2(fd, target)
+        os.close(fd)
+    cgroups.write_limits(
+        sandbox.cgroups, memory_bytes=spec["memory_bytes"], cpu_limit=spec["cpu_limit"], pids=spec["pids"]
+    )
+    if spec["network"]:
+        kernel.setns(shared.host_net_fd, kernel.CLONE_NEWNET)
+    if spec.get("python"):
+        from stepflow.sandbox import pytool
+
+        if pytool.preload(spec["python"]):  # imported now: the zygote imports it too, for the next launchers
+            os.write(shared.taken_fd, f"m {spec['python']['module']}\n".encode())
+    rootfs.finish(
+        shared.mount_point,
+        uid=spec["uid"],
+        gid=spec["gid"],
+        workdir_bytes=spec["workdir_bytes"],
+        mounts=[(source, target) for source, target in spec["mounts"]],
+    )
+
+
+def _become_python_tool(shared: Shared, request: Request, sandbox: Sandbox, alive: int) -> NoReturn:
+    """A Python tool runs in the init itself (no fork of a large interpreter): fully the run's uid, nothing
+    privileged left open. Its reports are not trusted for anything but its own outcome."""
+    spec = request.spec
+    _confine(shared, spec, alive)
+    if "RLIMIT_AS" in spec["rlimits"]:  # no memory cgroup: the tool's own process holds the address-space limit
+        resource.setrlimit(resource.RLIMIT_AS, tuple(spec["rlimits"]["RLIMIT_AS"]))
+    _drop_all(spec)
+    _close_privileged(shared, sandbox)
+    from stepflow.sandbox import pytool
+
+    assert request.channel is not None
+    pytool.run(spec["python"], spec["env"], request.channel, request.status)
+
+
+def serve(shared: Shared, request: Request, sandbox: Sandbox, launcher_pid: int, alive: int) -> int:
+    """Run the request's tool; the init's exit status."""
+    status, spec = request.status, request.spec
+    report(status, {"launcher_pid": launcher_pid, "init_pid": sandbox.init_pid, "cgroup": sandbox.cgroup_name})
+    try:
+        if sandbox.error is not None:
+            raise OSError(sandbox.error)
+        _enter(shared, request, sandbox)
+        if request.channel is not None:
+            _become_python_tool(shared, request, sandbox, alive)
+        _confine(shared, spec, alive)
+        tool = _fork_program(shared, request, sandbox) if "RLIMIT_AS" in spec["rlimits"] else _spawn(spec)
+        report(status, {"spawned_at": time.monotonic()})  # the worker's start latency (one system-wide clock)
+    except CannotExecute as exc:
+        report(status, {"exec_error": str(exc)})
+        return 127
+    except (OSError, ImportError) as exc:
+        report(status, {"error": f"cannot set up the sandbox: {exc}"})
+        return SETUP_FAILED
+    for fd in (0, 1, 2):
+        os.close(fd)
+    wait_status, max_rss = reap(tool)
+    total = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report(
+        status,
+        {
+            "exit": os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None,
+            "signal": os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None,
+            "cpu_ms": round((total.ru_utime + total.ru_stime) * 1000, 3),
+            "max_rss_kb": max(max_rss, total.ru_maxrss),
+            "seccomp": shared.seccomp is not None,
+            "alone": True,
+        },
+    )
+    os.close(status)  # the worker sees the end now, not after this process's teardown
+    return 0
+
+
+def reap(tool: int | None) -> tuple[int, int]:
+    """Reap every process until ``tool`` exits, then kill and reap whatever is left (double forks, daemons): the
+    tool's (wait status, largest RSS reaped). Only this init is left in the namespace afterwards."""
+    max_rss, wait_status = 0, 0
+    while tool is not None:
         pid, status, usage = os.wait4(-1, 0)
         max_rss = max(max_rss, usage.ru_maxrss)
         if pid == tool:
+            wait_status = status
             break
-    total = resource.getrusage(resource.RUSAGE_CHILDREN)
-    report(
-        status_fd,
-        {
-            "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "cpu_ms": round((total.ru_utime + total.ru_stime) * 1000, 3),
-            "max_rss_kb": max(max_rss, total.ru_maxrss),
-        },
-    )
-    os._exit(0)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(-1, signal.SIGKILL)  # from PID 1: every other process of the namespace
+    with contextlib.suppress(ChildProcessError):
+        while True:
+            max_rss = max(max_rss, os.wait4(-1, 0)[2].ru_maxrss)
+    return wait_status, max_rss
 
 
-def main() -> int:
-    with open(sys.argv[1], encoding="utf-8") as file:
-        spec = json.load(file)
-    status_fd = spec["status_fd"]
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+def run_init(shared: Shared, sandbox: Sandbox, launcher_pid: int, alive: int) -> NoReturn:
+    """PID 1 of the sandbox's namespaces: build the base root, join the cgroups, wait for a request, serve it."""
+    code = SETUP_FAILED
     try:
-        check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
-        if os.getppid() != spec["worker_pid"]:  # the worker died before the line above: nobody to report to
-            return SETUP_FAILED
-        flags = CLONE_NEWNS | CLONE_NEWPID | (0 if spec["network"] else CLONE_NEWNET)
-        check(libc.unshare(flags), "unshare")
-        confine_filesystem(spec)
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if not _alive(alive):
+            os._exit(SETUP_FAILED)
+        try:
+            sandbox.init_pid = int(os.readlink("/proc/self"))  # the host's view, while its /proc is visible
+            rootfs.build_base(shared.mount_point, shared.extra_paths)
+            kernel.mount(
+                "proc", shared.mount_point + "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV, "hidepid=invisible"
+            )
+            cgroups.join(sandbox.cgroups)
+            if shared.extra_paths:  # the python zygote's
+                from stepflow.sandbox import pytool
+
+                pytool.prepare()
+        except OSError as exc:
+            sandbox.error = sandbox.error or f"cannot build the sandbox: {exc}"
+        request = receive(shared)
+        if request is None:
+            os.write(shared.taken_fd, b"e\n")
+            os._exit(0)
+        os.write(shared.taken_fd, b"t\n")
+        code = serve(shared, request, sandbox, launcher_pid, alive)
+    finally:
+        os._exit(code)
+
+
+def launch(shared: Shared, sandbox: Sandbox) -> NoReturn:
+    """The launcher's whole life, in a freshly forked child of the zygote: namespaces, the init, wait."""
+    code = SETUP_FAILED
+    try:
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != shared.zygote_pid:
+            os._exit(SETUP_FAILED)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.setsid()
+        kernel.unshare(_NAMESPACES)
+        kernel.sethostname(HOSTNAME)
+        alive_r, alive_w = os.pipe()
+        launcher_pid = os.getpid()
         init = os.fork()
         if init == 0:
-            try:
-                run_init(spec, status_fd)
-            except OSError as exc:
-                report(status_fd, {"error": f"cannot start the sandbox's init: {exc}"})
-                os._exit(SETUP_FAILED)
+            os.close(alive_w)
+            shared.inherited.append(alive_r)
+            run_init(shared, sandbox, launcher_pid, alive_r)
+        os.close(alive_r)
+        shared.sock.close()
+        for _, fd in sandbox.cgroups:
+            os.close(fd)
+        _, status = os.waitpid(init, 0)
+        code = os.waitstatus_to_exitcode(status) & 0xFF
     except OSError as exc:
-        report(status_fd, {"error": f"cannot set up the sandbox: {exc}"})
-        return SETUP_FAILED
-    report(status_fd, {"init_pid": init, "ready_at": time.monotonic()})
-    _, status = os.waitpid(init, 0)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        # No init: take one request anyway, so that the worker learns why instead of waiting for a launcher.
+        request = receive(shared)
+        os.write(shared.taken_fd, b"t\n" if request is not None else b"e\n")
+        if request is not None:
+            report(request.status, {"launcher_pid": os.getpid()})
+            report(request.status, {"error": f"cannot create the sandbox's namespaces: {exc}"})
+    finally:
+        os._exit(code)

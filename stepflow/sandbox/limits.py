@@ -1,51 +1,65 @@
-"""Effective limits of a sandboxed process, and whether this machine can enforce them at all.
+"""Effective limits of a sandboxed run, and how this machine holds each of them.
 
 A limit comes from the request's ``options.resource_limits`` when given, else from the tool's own defaults, else
 from :data:`DEFAULT_LIMITS`. The request's values were already checked against the configured maxima
-(``STEPFLOW_EXECUTOR_MAX_*``) by ``prepare_execution``.
+(``STEPFLOW_EXECUTOR_MAX_*``) by ``prepare_execution``; a tool's own defaults are checked against them when the
+tool is registered (:func:`above_caps`).
 
-Enforcement needs root (to create namespaces, mount and switch to an unprivileged uid) and a Linux kernel with
-``mount_setattr`` (5.12+). :func:`sandbox_unavailable` probes once per worker process by running ``true`` in a
-full sandbox; when it fails every command tool is refused with ResourceLimitExceeded and the probe's reason,
-rather than run without its limits.
+=================  ===============================  =====================================
+limit              with the cgroup controller       without it
+=================  ===============================  =====================================
+``memory_mb``      memory cgroup (resident memory)  ``RLIMIT_AS`` (address space)
+``cpu_limit``      CFS quota of the cpu cgroup      refused: no rlimit can hold a share
+``max_processes``  pids cgroup                      ``RLIMIT_NPROC`` on the run's own uid
+``cpu_seconds``    ``RLIMIT_CPU`` (always)          ``RLIMIT_CPU``
+=================  ===============================  =====================================
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 from stepflow.models import ResourceLimits
+from stepflow.sandbox.cgroups import CgroupSupport
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """The limits one sandboxed process runs under; every one of them is enforced."""
+    """The limits one sandboxed run is held to; every one of them is enforced (or the run is refused)."""
 
     memory_mb: int
     cpu_seconds: int
     max_processes: int
     max_output_bytes: int
     network: bool = False
+    cpu_limit: float | None = None
 
-    @property
-    def rlimits(self) -> dict[str, tuple[int, int]]:
-        """The (soft, hard) rlimits the launcher sets on the tool's process.
+    def rlimits(self, cgroups: CgroupSupport) -> dict[str, tuple[int, int]]:
+        """The (soft, hard) rlimits of the tool's process: those no cgroup controller holds here.
 
         CPU: SIGXCPU at the limit (an unmistakable death), SIGKILL one second later should the tool catch it.
         """
-        memory = self.memory_mb * 1024 * 1024
-        return {
-            "RLIMIT_AS": (memory, memory),
-            "RLIMIT_CPU": (self.cpu_seconds, self.cpu_seconds + 1),
-            "RLIMIT_NPROC": (self.max_processes, self.max_processes),
-            "RLIMIT_CORE": (0, 0),
-        }
+        limits = {"RLIMIT_CPU": (self.cpu_seconds, self.cpu_seconds + 1), "RLIMIT_CORE": (0, 0)}
+        if not cgroups.has("memory"):
+            memory = self.memory_mb * 1024 * 1024
+            limits["RLIMIT_AS"] = (memory, memory)
+        if not cgroups.has("pids"):  # counted per real uid: the sandbox's init has the run's too
+            limits["RLIMIT_NPROC"] = (self.max_processes + 1, self.max_processes + 1)
+        return limits
+
+    def unenforceable(self, cgroups: CgroupSupport) -> str | None:
+        """Why these limits cannot all hold on this machine (None when they can)."""
+        if self.cpu_limit is None:
+            return None
+        if not cgroups.has("cpu"):
+            why = cgroups.missing.get("cpu", "no cpu controller")
+            return f"cpu_limit needs the cgroup cpu controller, which this worker cannot use ({why})"
+        cores = os.cpu_count() or 1
+        if self.cpu_limit > cores:
+            return f"cpu_limit={self.cpu_limit} is more than the {cores} CPUs of this machine"
+        return None
 
 
 DEFAULT_LIMITS = SandboxLimits(memory_mb=1024, cpu_seconds=60, max_processes=64, max_output_bytes=1024 * 1024)
@@ -63,63 +77,45 @@ def resolve_limits(requested: ResourceLimits, tool_defaults: ResourceLimits | No
             value = getattr(DEFAULT_LIMITS, name)
         return int(value)
 
+    cpu_limit = requested.cpu_limit if requested.cpu_limit is not None else defaults.cpu_limit
     return SandboxLimits(
         memory_mb=pick("memory_mb"),
         cpu_seconds=pick("cpu_seconds"),
         max_processes=pick("max_processes"),
         max_output_bytes=pick("max_output_bytes"),
         network=requested.network or defaults.network,
+        cpu_limit=cpu_limit,
     )
 
 
-LAUNCHER = Path(__file__).with_name("launcher.py")
+class Caps(Protocol):
+    """The engine's maxima (``ExecutorSettings``' ``max_*`` fields)."""
+
+    @property
+    def max_memory_mb(self) -> int: ...
+    @property
+    def max_cpu_seconds(self) -> int: ...
+    @property
+    def max_processes(self) -> int: ...
+    @property
+    def max_output_bytes(self) -> int: ...
 
 
-def launcher_argv(spec_path: Path) -> list[str]:
-    """How the worker starts the launcher: its own interpreter, isolated mode, no site-packages."""
-    return [sys.executable, "-I", "-S", str(LAUNCHER), str(spec_path)]
-
-
-@functools.cache
-def sandbox_unavailable() -> str | None:
-    """None when this machine can enforce every sandbox limit, else the reason it cannot (probed once)."""
-    if not sys.platform.startswith("linux"):
-        return f"command tools need Linux namespaces; this is {sys.platform}"
-    if os.geteuid() != 0:
-        return (
-            "command tools need a worker running as root (to create namespaces, confine the file system and run "
-            "the tool as an unprivileged uid); this worker runs as uid "
-            f"{os.geteuid()}"
-        )
-    from stepflow.sandbox.runner import write_spec
-    from stepflow.sandbox.uids import UID_POOL
-
-    uid = UID_POOL.acquire()
-    read_fd, write_fd = os.pipe()
-    try:
-        with tempfile.TemporaryDirectory(prefix="stepflow-probe-") as root:
-            spec_path = write_spec(
-                Path(root), ["true"], {"PATH": "/usr/bin:/bin"}, uid, DEFAULT_LIMITS, status_fd=write_fd
-            )
-            completed = subprocess.run(
-                launcher_argv(spec_path),
-                pass_fds=(write_fd,),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            os.close(write_fd)
-            write_fd = -1
-            status = os.read(read_fd, 65536).decode(errors="replace")
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"the sandbox probe could not run: {exc}"
-    finally:
-        UID_POOL.release(uid)
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
-    if completed.returncode != 0 or '"exit": 0' not in status:
-        detail = (status + completed.stderr.decode(errors="replace")).strip()[-500:]
-        return f"this machine cannot create the sandbox (namespaces, read-only mounts, setuid): {detail}"
-    return None
+def above_caps(limits: ResourceLimits, caps: Caps) -> list[str]:
+    """One message per limit above the engine's maximum, naming the limit and the variable that sets it."""
+    maxima = {
+        "memory_mb": caps.max_memory_mb,
+        "cpu_seconds": caps.max_cpu_seconds,
+        "max_processes": caps.max_processes,
+        "max_output_bytes": caps.max_output_bytes,
+    }
+    problems = [
+        f"{name}={value} is above this engine's maximum of {cap} "
+        f"(STEPFLOW_EXECUTOR_MAX_{name.upper().removeprefix('MAX_')})"
+        for name, cap in maxima.items()
+        if (value := getattr(limits, name)) is not None and value > cap
+    ]
+    cores = os.cpu_count() or 1
+    if limits.cpu_limit is not None and limits.cpu_limit > cores:
+        problems.append(f"cpu_limit={limits.cpu_limit} is more than the {cores} CPUs of this machine")
+    return problems

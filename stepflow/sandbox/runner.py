@@ -1,27 +1,29 @@
-"""Run one program in the sandbox: spawn the launcher, stream its output, enforce the output limit, kill the tree.
+"""Run one tool in the sandbox: hand it to the zygote, stream its output, enforce the output limit, stop the tree.
 
-:func:`run_sandboxed` is the whole life of one sandboxed process:
+:func:`run_sandboxed` is the whole life of one sandboxed run, seen from the worker:
 
-- a fresh working directory ``<sandbox root>/run-*/work`` owned by a uid of its own (removed afterwards);
-- the launcher (:mod:`stepflow.sandbox.launcher`) in a new session, so the launcher, the namespace's init and the
-  tool share one process group;
-- stdout and stderr read as they are produced, split into bounded lines handed to ``on_line``; more than
-  ``max_output_bytes`` in total kills the tree at once;
+- a uid of its own and pipes for stdin, stdout, stderr and the launcher's status (and a channel for a Python
+  tool), handed with the run's spec to a pre-forked launcher of the zygote (:mod:`stepflow.sandbox.client`),
+  whose init already sits in cgroups of its own and writes the run's limits into them;
+- stdout and stderr read as they are produced, split into bounded lines handed to ``on_line``; a Python tool's
+  channel lines handed to ``on_message``; more than ``max_output_bytes`` in total kills the tree at once;
 - on ``asyncio.CancelledError`` (a cancel, or the activity's timeout) and on the optional ``deadline``: SIGTERM to
-  the process group, ``cancel_grace`` seconds, SIGKILL, and a wait until neither the namespace's init nor any
-  process of the execution's uid is alive; only then is the cancel re-raised.
-
-:func:`classify` turns a finished :class:`SandboxResult` into the error it means, naming the breached limit.
+  the launcher's process group (the tool gets it; launcher and init ignore it), up to ``cancel_grace`` seconds,
+  SIGKILL; a tool that exits on SIGTERM is gone as soon as it has exited;
+- the end: the launcher's status pipe closes once the tool has been reaped; then every process left in the run's
+  cgroup (or, without one, of its uid) is killed and waited for, the cgroup's accounting read and the cgroup
+  removed. Only then does the run return (or re-raise the cancel).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
+import itertools
 import json
 import os
-import shutil
 import signal
 import tempfile
 import time
@@ -30,26 +32,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepflow.errors import ExecutionFailed, ExecutorError, InternalError, ResourceLimitExceeded
-from stepflow.sandbox.limits import SandboxLimits, launcher_argv
+from stepflow.errors import InternalError
+from stepflow.sandbox import cgroups
+from stepflow.sandbox.client import ZygoteClient
+from stepflow.sandbox.limits import SandboxLimits
+from stepflow.sandbox.pipes import Pipes, feed
 from stepflow.sandbox.streams import LineSplitter
-from stepflow.sandbox.uids import UID_POOL, is_alive, pids_of_uid
+from stepflow.sandbox.uids import UID_POOL, pids_of_uid
 
 LineSink = Callable[[str, str], None]
 """Called with ``("stdout" | "stderr", line)`` for each line the tool writes (bounded)."""
+MessageSink = Callable[[dict[str, Any]], None]
+"""Called with each JSON object an isolated Python tool sends on its channel."""
 
 SANDBOX_ROOT = Path(tempfile.gettempdir()) / "stepflow-sandbox"
 STDERR_TAIL_BYTES = 4096
 CHUNK = 65536
 _GONE_TIMEOUT = 10.0
-_MEMORY_SIGNS = ("memoryerror", "cannot allocate memory", "out of memory", "bad_alloc", "memory exhausted")
-_DISK_SIGNS = ("no space left on device", "disk quota exceeded")
-_FORK_SIGNS = ("resource temporarily unavailable", "cannot fork", "can't fork", "fork: retry", "fork failed")
+_RUN_NUMBERS = itertools.count(1)
 
 
 @dataclass
 class SandboxResult:
-    """How a sandboxed process ended, what it wrote and what it used."""
+    """How a sandboxed run ended, what it wrote and what it used."""
 
     exit_code: int | None = None
     signal: int | None = None
@@ -57,92 +62,164 @@ class SandboxResult:
     stderr_tail: bytes = b""
     cpu_time_ms: float | None = None
     max_rss_kb: int | None = None
+    memory_peak_bytes: int | None = None
+    oom_kills: int = 0
+    pids_denied: int = 0
     output_exceeded: bool = False
     deadline_exceeded: bool = False
     setup_error: str | None = None
     exec_error: str | None = None
     wall_ms: float = 0.0
-    start_seconds: float | None = None  # from spawning the launcher to the sandbox being ready
+    start_seconds: float | None = None  # from the request to the tool's process started (CLOCK_MONOTONIC)
     status: dict[str, Any] = field(default_factory=dict)
+    rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not (self.output_exceeded or self.deadline_exceeded)
 
 
-def write_spec(
-    root: Path, argv: Sequence[str], env: Mapping[str, str], uid: int, limits: SandboxLimits, *, status_fd: int
-) -> Path:
-    """Create ``root/work`` for ``uid`` and write the launcher's spec (root-only) beside it."""
-    workdir = root / "work"
-    workdir.mkdir(mode=0o700)
-    spec = {
-        "argv": list(argv),
-        "env": dict(env),
-        "path": env.get("PATH", os.defpath),
-        "uid": uid,
-        "gid": uid,
-        "workdir": str(workdir),
-        "workdir_bytes": limits.memory_mb * 1024 * 1024,
-        "hide": hidden_paths(),
-        "network": limits.network,
-        "rlimits": limits.rlimits,
-        "status_fd": status_fd,
-        "worker_pid": os.getpid(),
-    }
-    spec_path = root / "spec.json"
-    fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump(spec, file)
-    return spec_path
-
-
-def hidden_paths() -> list[str]:
-    """What the tool must not even read: the worker's working directory (its code, ``.stepflow`` data, config),
-    unless that is ``/`` or holds the sandbox root."""
-    cwd = Path.cwd().resolve()
-    if cwd == Path("/") or SANDBOX_ROOT.resolve().is_relative_to(cwd):
-        return []
-    return [str(cwd)]
-
-
 @functools.cache
-def _sandbox_root() -> Path:
-    """The sandbox root, created on first use, with the run directories of dead workers removed."""
+def zygote(kind: str) -> ZygoteClient:
+    """This worker's zygote of ``kind`` (``command`` or ``python``), started on first use."""
     SANDBOX_ROOT.mkdir(mode=0o711, exist_ok=True)
-    for entry in SANDBOX_ROOT.glob("run-*-*"):
-        owner = entry.name.split("-")[1]
-        if owner.isdigit() and int(owner) != os.getpid() and not is_alive(int(owner)):
-            shutil.rmtree(entry, ignore_errors=True)
-    return SANDBOX_ROOT
+    client = ZygoteClient(kind, SANDBOX_ROOT / f"root-{kind}", cgroups.support().hierarchies)
+    atexit.register(client.close)  # its launchers see the socket close and exit, then the zygote
+    return client
 
 
-def _signal_group(process: asyncio.subprocess.Process, sig: int) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
+class _Run:
+    """One sandboxed run as the worker sees it: its readers, its counters and how to stop it."""
+
+    def __init__(self, limits: SandboxLimits, on_line: LineSink | None, on_message: MessageSink | None) -> None:
+        self.limits = limits
+        self.on_line = on_line
+        self.on_message = on_message
+        self.result = SandboxResult()
+        self.began = time.monotonic()
+        self.total_output = 0
+        self.loop = asyncio.get_running_loop()
+        self.eof: dict[str, asyncio.Future[None]] = {}
+        self.launcher_pid: int | None = None
+        self.gone = False
+        self.status_fd: int | None = None
+        self.started = self.loop.create_future()
+        self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self.partial: dict[str, bytearray] = {"status": bytearray(), "channel": bytearray()}
+        self.stdout = bytearray()
+        self.tail = bytearray()
+
+    def read(self, name: str, fd: int) -> None:
+        if name == "status":
+            self.status_fd = fd
+        self.eof[name] = self.loop.create_future()
+        self.loop.add_reader(fd, self._readable, name, fd)
+
+    def _readable(self, name: str, fd: int) -> None:
+        try:
+            chunk = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.loop.remove_reader(fd)
+            if not self.eof[name].done():
+                self._closed(name)
+            return
+        if name == "status":
+            self._lines(name, chunk, self._status)
+        elif not self.result.output_exceeded:
+            self._output(name, chunk)
+
+    def _closed(self, name: str) -> None:
+        if name in self.splitters:
+            for line in self.splitters[name].close():
+                self._emit(name, line)
+        if not self.started.done():
+            self.started.set_result(None)
+        self.eof[name].set_result(None)
+
+    def _output(self, name: str, chunk: bytes) -> None:
+        self.total_output += len(chunk)
+        if self.total_output > self.limits.max_output_bytes:
+            self.result.output_exceeded = True
+            self.kill(signal.SIGKILL)
+            return
+        if name == "channel":
+            self._lines(name, chunk, self._message)
+            return
+        if name == "stdout":
+            self.stdout += chunk
+        else:
+            self.tail = (self.tail + chunk)[-STDERR_TAIL_BYTES:]
+        for line in self.splitters[name].feed(chunk):
+            self._emit(name, line)
+
+    def _lines(self, name: str, chunk: bytes, handle: Callable[[dict[str, Any]], None]) -> None:
+        buffer = self.partial[name]
+        buffer += chunk
+        *lines, rest = buffer.split(b"\n")
+        self.partial[name] = bytearray(rest)
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if isinstance(message, dict):
+                    handle(message)
+
+    def _status(self, message: dict[str, Any]) -> None:
+        self.result.status.update(message)
+        if "spawned_at" in message:
+            self.result.start_seconds = max(0.0, float(message["spawned_at"]) - self.began)
+        if "launcher_pid" in message:
+            self.launcher_pid = int(message["launcher_pid"])
+            if not self.started.done():
+                self.started.set_result(None)
+
+    def _message(self, message: dict[str, Any]) -> None:
+        if self.on_message is not None:
+            self.on_message(message)
+
+    def _emit(self, name: str, line: str) -> None:
+        if self.on_line is not None:
+            self.on_line(name, line)
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        return self.eof["status"]
+
+    def kill(self, sig: int) -> None:
+        """Signal the launcher's process group (launcher, init, tool) while it may still exist."""
+        if self.launcher_pid is None and self.status_fd is not None:
+            self._readable("status", self.status_fd)  # its first line may be waiting unread
+        if self.launcher_pid is not None and not self.done.done():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.launcher_pid, sig)
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM, up to ``grace`` seconds for the tool to exit, SIGKILL; not interruptible by a further cancel."""
+        stopping = asyncio.ensure_future(self._stop(grace))
+        while not stopping.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(stopping)
+
+    async def _stop(self, grace: float) -> None:
+        began = time.monotonic()
+        if self.launcher_pid is None:  # not yet reported: the launcher is just taking the run
+            await asyncio.wait({self.started}, timeout=grace)
+        self.kill(signal.SIGTERM)
+        await asyncio.wait({self.done}, timeout=max(0.0, grace - (time.monotonic() - began)))
+        self.kill(signal.SIGKILL)
+        await asyncio.wait({self.done}, timeout=_GONE_TIMEOUT)
 
 
-def _read_status(fd: int) -> list[dict[str, Any]]:
-    os.set_blocking(fd, False)
-    data = b""
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(fd, CHUNK):
-            data += chunk
-    lines = []
-    for line in data.decode(errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            lines.append(json.loads(line))
-    return lines
-
-
-async def _wait_gone(init_pid: int | None, uid: int) -> None:
-    """Until the namespace's init and every process of ``uid`` are gone (SIGKILLing stragglers)."""
+async def _wait_gone(run_cgroup: cgroups.RunCgroup | None, uid: int, *, init: int | None) -> None:
+    """Until no process of the tool is left (SIGKILLing any): its cgroup holds none, or (without cgroups) none
+    runs as ``uid``. ``init``: the sandbox's init, which reported that only itself was left and is exiting (it
+    runs under another effective uid, and its cgroups are removed once it is gone)."""
     deadline = time.monotonic() + _GONE_TIMEOUT
+    pause = 0.0002
     while True:
-        alive = pids_of_uid(uid)
-        if init_pid is not None and is_alive(init_pid):
-            alive.append(init_pid)
+        alive = run_cgroup.pids() if run_cgroup is not None and run_cgroup.dirs else pids_of_uid(uid)
+        alive = [pid for pid in alive if pid != init]
         if not alive:
             return
         if time.monotonic() > deadline:
@@ -150,68 +227,51 @@ async def _wait_gone(init_pid: int | None, uid: int) -> None:
         for pid in alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.005)
 
 
-class _Run:
-    """One sandboxed process: its pumps, its counters and how to stop it."""
-
-    def __init__(self, limits: SandboxLimits, on_line: LineSink | None) -> None:
-        self.limits = limits
-        self.on_line = on_line
-        self.result = SandboxResult()
-        self.total_output = 0
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def pump(self, stream: asyncio.StreamReader, name: str) -> None:
-        splitter = LineSplitter()
-        stdout = bytearray()
-        tail = bytearray()
-        while chunk := await stream.read(CHUNK):
-            if self.result.output_exceeded:
-                continue
-            self.total_output += len(chunk)
-            if self.total_output > self.limits.max_output_bytes:
-                self.result.output_exceeded = True
-                assert self.process is not None
-                _signal_group(self.process, signal.SIGKILL)
-                continue
-            if name == "stdout":
-                stdout += chunk
-            else:
-                tail = (tail + chunk)[-STDERR_TAIL_BYTES:]
-            for line in splitter.feed(chunk):
-                self.emit(name, line)
-        for line in splitter.close():
-            self.emit(name, line)
-        if name == "stdout":
-            self.result.stdout = bytes(stdout)
-        else:
-            self.result.stderr_tail = bytes(tail)
-
-    def emit(self, name: str, line: str) -> None:
-        if self.on_line is not None:
-            self.on_line(name, line)
-
-    async def stop(self, waiter: asyncio.Future[int], grace: float) -> None:
-        """SIGTERM the group, wait ``grace`` seconds, SIGKILL it; not interruptible by a further cancel."""
-        assert self.process is not None
-        _signal_group(self.process, signal.SIGTERM)
-        stopping = asyncio.ensure_future(asyncio.wait({waiter}, timeout=grace))
-        while not stopping.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(stopping)
-        _signal_group(self.process, signal.SIGKILL)
-        while not waiter.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(waiter)
+def build_spec(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    uid: int,
+    limits: SandboxLimits,
+    support: cgroups.CgroupSupport,
+    mounts: Sequence[tuple[str, str]],
+    python: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "argv": list(argv),
+        "env": dict(env),
+        "path": env.get("PATH", os.defpath),
+        "uid": uid,
+        "gid": uid,
+        "workdir_bytes": limits.memory_mb << 20,
+        "memory_bytes": limits.memory_mb << 20,
+        "cpu_limit": limits.cpu_limit,
+        "pids": limits.max_processes + 1,  # the sandbox's init is in the pids cgroup too
+        "network": limits.network,
+        "rlimits": limits.rlimits(support),
+        "mounts": [list(mount) for mount in mounts],
+        "python": python,
+    }
 
 
-async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        stdin.write(data)
-        await stdin.drain()
-    stdin.close()
+def _collect(run: _Run, stats: cgroups.CgroupStats | None) -> None:
+    result, status = run.result, run.result.status
+    result.stdout, result.stderr_tail = bytes(run.stdout), bytes(run.tail)
+    result.exit_code, result.signal = status.get("exit"), status.get("signal")
+    result.cpu_time_ms, result.max_rss_kb = status.get("cpu_ms"), status.get("max_rss_kb")
+    result.setup_error, result.exec_error = status.get("error"), status.get("exec_error")
+    if stats is not None:
+        if stats.cpu_ns is not None:
+            result.cpu_time_ms = round(stats.cpu_ns / 1e6, 3)
+        result.memory_peak_bytes = stats.memory_peak_bytes
+        result.oom_kills, result.pids_denied = stats.oom_kills, stats.pids_denied
+    ended_by_us = result.deadline_exceeded or result.output_exceeded
+    if "exit" not in status and result.setup_error is None and not ended_by_us:
+        stderr = result.stderr_tail.decode(errors="replace").strip()
+        result.setup_error = f"the sandbox's launcher ended without reporting the tool's exit: {stderr}"
 
 
 async def run_sandboxed(
@@ -223,124 +283,80 @@ async def run_sandboxed(
     on_line: LineSink | None = None,
     cancel_grace: float = 5.0,
     deadline: float | None = None,
+    mounts: Sequence[tuple[str, str]] = (),
+    python: dict[str, Any] | None = None,
+    on_message: MessageSink | None = None,
 ) -> SandboxResult:
-    """Run ``argv`` in a fresh sandbox under ``limits``; see the module docstring for what is guaranteed."""
+    """Run ``argv`` (or, with ``python``, an isolated Python tool) in a fresh sandbox under ``limits``."""
     started = time.monotonic()
+    support = cgroups.support()
     uid = UID_POOL.acquire()
-    root = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=_sandbox_root()))
-    read_fd, write_fd = os.pipe()
-    run = _Run(limits, on_line)
-    result = run.result
-    init_pid: int | None = None
+    run = _Run(limits, on_line, on_message)
+    pipes = Pipes(stdin is not None, python is not None)
     try:
-        spec_path = write_spec(root, argv, env, uid, limits, status_fd=write_fd)
-        process = await asyncio.create_subprocess_exec(
-            *launcher_argv(spec_path),
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            env={},
-            cwd=root,
-        )
-        run.process = process
-        os.close(write_fd)
-        write_fd = -1
-        assert process.stdout is not None and process.stderr is not None
-        tasks = [
-            asyncio.ensure_future(run.pump(process.stdout, "stdout")),
-            asyncio.ensure_future(run.pump(process.stderr, "stderr")),
-        ]
-        if stdin is not None:
-            assert process.stdin is not None
-            tasks.append(asyncio.ensure_future(_feed(process.stdin, stdin)))
-        waiter = asyncio.ensure_future(process.wait())
+        spec = build_spec(argv, env, uid, limits, support, mounts, python)
+        run.result.rlimits = spec["rlimits"]
         try:
-            done, _ = await asyncio.wait({waiter}, timeout=deadline)
-            if not done:
-                result.deadline_exceeded = True
-                await run.stop(waiter, cancel_grace)
-        except asyncio.CancelledError:
-            await run.stop(waiter, cancel_grace)
-            raise
+            zygote("python" if python is not None else "command").send(spec, pipes.theirs)
         finally:
-            status = _read_status(read_fd)
-            init_pid = next((line["init_pid"] for line in status if "init_pid" in line), None)
-            await _wait_gone(init_pid, uid)
-            for task in tasks:
-                if not task.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.shield(task)
-        for line in status:
-            result.status.update(line)
-        result.exit_code = result.status.get("exit")
-        result.signal = result.status.get("signal")
-        result.cpu_time_ms = result.status.get("cpu_ms")
-        result.max_rss_kb = result.status.get("max_rss_kb")
-        result.setup_error = result.status.get("error")
-        result.exec_error = result.status.get("exec_error")
-        if "ready_at" in result.status:  # the launcher's monotonic clock is the worker's (CLOCK_MONOTONIC)
-            result.start_seconds = max(0.0, result.status["ready_at"] - started)
-        ended_by_us = result.deadline_exceeded or result.output_exceeded
-        if "exit" not in result.status and result.setup_error is None and not ended_by_us:
-            stderr = result.stderr_tail.decode(errors="replace").strip()
-            result.setup_error = f"the launcher exited with {process.returncode} without a status: {stderr}"
-        return result
+            pipes.close_theirs()
+        for name, fd in pipes.ours.items():
+            if name != "stdin":
+                run.read(name, fd)
+        feeding = asyncio.ensure_future(feed(pipes, stdin)) if stdin is not None else None
+        try:
+            await _supervise(run, deadline, cancel_grace)
+        finally:
+            await _uninterruptible(_finish(run, support, uid, feeding))
+        return run.result
     finally:
-        result.wall_ms = (time.monotonic() - started) * 1000
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
-        shutil.rmtree(root, ignore_errors=True)
-        UID_POOL.release(uid)
+        run.result.wall_ms = (time.monotonic() - started) * 1000
+        for name, fd in pipes.ours.items():
+            if name != "stdin":
+                run.loop.remove_reader(fd)
+        pipes.close()
+        UID_POOL.release(uid, clean=run.gone)
 
 
-def classify(result: SandboxResult, limits: SandboxLimits, program: str) -> ExecutorError | None:
-    """The error a finished run means (naming the breached limit), or None when it succeeded."""
-    if result.setup_error is not None:
-        return InternalError(f"sandbox: {result.setup_error}")
-    if result.output_exceeded:
-        return ResourceLimitExceeded(
-            f"max_output_bytes: {program} wrote more than {limits.max_output_bytes} bytes to stdout/stderr; "
-            "its process tree was killed"
-        )
-    if result.exec_error is not None:
-        return InternalError(f"sandbox: {result.exec_error}")
-    if result.exit_code == 0:
-        return None
-    stderr = result.stderr_tail.decode(errors="replace")
-    lowered = stderr.lower()
-    cpu_ms = result.cpu_time_ms or 0.0
-    if result.signal == signal.SIGXCPU or (result.signal == signal.SIGKILL and cpu_ms >= limits.cpu_seconds * 500):
-        return ResourceLimitExceeded(
-            f"cpu_seconds: {program} reached its CPU time limit of {limits.cpu_seconds}s (RLIMIT_CPU; "
-            f"{cpu_ms:.0f} ms measured) and was killed"
-        )
-    if any(sign in lowered for sign in _MEMORY_SIGNS):
-        return ResourceLimitExceeded(
-            f"memory_mb: {program} ran out of its {limits.memory_mb} MiB address space (RLIMIT_AS): "
-            f"{_last_line(stderr)}"
-        )
-    if any(sign in lowered for sign in _DISK_SIGNS):
-        return ResourceLimitExceeded(
-            f"memory_mb: {program} filled its working directory, a tmpfs capped at {limits.memory_mb} MiB: "
-            f"{_last_line(stderr)}"
-        )
-    if any(sign in lowered for sign in _FORK_SIGNS):
-        return ResourceLimitExceeded(
-            f"max_processes: {program} hit its limit of {limits.max_processes} processes (RLIMIT_NPROC): "
-            f"{_last_line(stderr)}"
-        )
-    how = (
-        f"was killed by signal {result.signal} after {cpu_ms:.0f} ms of CPU time"
-        if result.signal
-        else f"exited with status {result.exit_code}"
-    )
-    detail = f": {stderr.strip()[-1000:]}" if stderr.strip() else ""
-    return ExecutionFailed(f"{program} {how}{detail}")
+async def _finish(run: _Run, support: cgroups.CgroupSupport, uid: int, feeding: asyncio.Future[None] | None) -> None:
+    """After the end (or the stop): the rest of the output, no process left, the accounting, the cgroup removed."""
+    await asyncio.gather(*run.eof.values())
+    if feeding is not None:
+        feeding.cancel()
+    name = run.result.status.get("cgroup")
+    run_cgroup = cgroups.RunCgroup.named(support, name) if name and support.hierarchies else None
+    try:
+        init = run.result.status.get("init_pid") if run.result.status.get("alone") else None
+        await _wait_gone(run_cgroup, uid, init=init if isinstance(init, int) else None)
+        run.gone = True
+        _collect(run, run_cgroup.stats() if run_cgroup is not None else None)
+    finally:
+        if run_cgroup is not None:  # after the run has returned: the result does not wait for the removal
+            asyncio.get_running_loop().call_soon(_remove_when_empty, run_cgroup)
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][-300:] if lines else ""
+def _remove_when_empty(run_cgroup: cgroups.RunCgroup, attempt: int = 0) -> None:
+    """Remove the run's cgroups, retrying in the background while its init is still on its way out."""
+    if not run_cgroup.remove() and attempt < 50:
+        asyncio.get_running_loop().call_later(0.002 * 2 ** min(attempt, 8), _remove_when_empty, run_cgroup, attempt + 1)
+
+
+async def _uninterruptible(awaitable: Any) -> None:
+    """Await to the end even if cancelled meanwhile (the cancel is re-raised by the caller's own await)."""
+    task = asyncio.ensure_future(awaitable)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+    task.result()
+
+
+async def _supervise(run: _Run, deadline: float | None, grace: float) -> None:
+    """Until the launcher reports the end: stop the run at the deadline, or when cancelled (then re-raise)."""
+    try:
+        done, _ = await asyncio.wait({run.done}, timeout=deadline)
+        if not done:
+            run.result.deadline_exceeded = True
+            await run.stop(grace)
+    except asyncio.CancelledError:
+        await run.stop(grace)
+        raise

@@ -1,10 +1,11 @@
 """Unprivileged uids for sandboxed processes, one per running execution, and /proc scans by uid.
 
-Each sandboxed tool runs as a uid of its own, taken from a range no account uses. That makes three limits exact
-without cgroups: ``RLIMIT_NPROC`` counts the processes of *this* execution only, the execution cannot read or
-signal another one's processes or files, and "is anything of this execution still alive?" is a /proc scan for
-the uid. The range is ``UID_BASE + (worker pid % 100) * SLOTS`` onwards, so two workers on one machine rarely
-share a range; a uid is taken only when no process runs as it.
+Each sandboxed tool runs as a uid of its own, taken from a range no account uses: the execution cannot read or
+signal another one's processes or files, ``RLIMIT_NPROC`` (where no pids cgroup is available) counts the
+processes of *this* execution only, and without cgroups "is anything of this execution still alive?" is a /proc
+scan for the uid. The range is ``UID_BASE + (worker pid % 100) * SLOTS`` onwards, so two workers on one machine
+rarely share a range. A uid is first taken only when no process runs as it; a uid given back after a run whose
+processes are known to be gone is reused first, without a scan.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class UidPool:
     def __init__(self, base: int | None = None) -> None:
         self._base = base if base is not None else UID_BASE + (os.getpid() % 100) * SLOTS
         self._in_use: set[int] = set()
+        self._clean: list[int] = []
         self._next = 0
         self._lock = threading.Lock()
 
@@ -55,6 +57,10 @@ class UidPool:
 
     def acquire(self) -> int:
         with self._lock:
+            if self._clean:
+                uid = self._clean.pop()
+                self._in_use.add(uid)
+                return uid
             for _ in range(SLOTS):
                 uid = self._base + self._next
                 self._next = (self._next + 1) % SLOTS
@@ -63,9 +69,12 @@ class UidPool:
                     return uid
         raise RuntimeError(f"no free sandbox uid in {self._base}..{self._base + SLOTS - 1}")
 
-    def release(self, uid: int) -> None:
+    def release(self, uid: int, *, clean: bool = False) -> None:
+        """Give ``uid`` back; ``clean`` when no process of it can be left, so that it is reused without a scan."""
         with self._lock:
             self._in_use.discard(uid)
+            if clean:
+                self._clean.append(uid)
 
 
 UID_POOL = UidPool()

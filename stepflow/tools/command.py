@@ -17,8 +17,11 @@
     required = true
     description = "The text to count."
 
+    mounts = ["/usr/share/dict"]            # read-only binds into the tool's minimal root ("/host:/in/sandbox")
+
     [tool.limits]                          # defaults for options.resource_limits
     memory_mb = 256
+    cpu_limit = 0.5
     cpu_seconds = 10
 
 A ``{name}`` naming a declared parameter is replaced by the parameter's value inside one argv element: the element
@@ -29,31 +32,25 @@ awk or jq programs can be written as they are. ``argv[0]`` must be literal: a pa
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from stepflow.errors import ExecutionFailed, InvalidParameters, ResourceLimitExceeded, TimeoutExceeded
+from stepflow.errors import ExecutionFailed, InvalidParameters
 from stepflow.models import JsonDict, ResourceLimits
-from stepflow.observability import metrics as ops_metrics
-from stepflow.observability import tracing
 from stepflow.registry import ToolContext, ToolDefinition
-from stepflow.sandbox import classify, resolve_limits, run_sandboxed, sandbox_unavailable
-from stepflow.sandbox.streams import LineBudget
+from stepflow.sandbox import classify
+from stepflow.tools.output import check_output
+from stepflow.tools.sandboxed import Isolation, check_sandbox, parse_mounts, run_in_sandbox
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}
-_KEYS = {"id", "version", "kind", "description", "argv", "stdin", "env", "output", "parameters", "limits", "idempotent"}
+_KEYS = {"id", "version", "kind", "description", "argv", "stdin", "env", "output", "parameters", "limits", "mounts"}
 _PARAM_KEYS = {"type", "required", "default", "description", "enum", "max_length", "minimum", "maximum"}
-_TIMEOUT_MARGIN = 0.25
-_TIMEOUT_FALLBACK = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,15 +104,19 @@ class Parameter:
 
 @dataclass(frozen=True)
 class CommandTool(ToolDefinition):
-    """A program run in the sandbox: argv and stdin templates, a parameter schema, env allow-list, limits."""
+    """A program run in the sandbox: argv and stdin templates, a parameter schema, its isolation (default limits,
+    env allow-list, read-only mounts)."""
 
     kind: str = "command"
     argv: tuple[str, ...] = ()
     stdin: str | None = None
-    env: tuple[str, ...] = ()
     output: str = "text"
     parameters: tuple[Parameter, ...] = ()
-    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    isolation: Isolation = field(default_factory=Isolation)
+
+    @property
+    def default_limits(self) -> ResourceLimits:
+        return self.isolation.limits
 
     @property
     def parameters_schema(self) -> JsonDict:
@@ -148,10 +149,8 @@ class CommandTool(ToolDefinition):
         return normalised
 
     def check_resource_limits(self, limits: ResourceLimits) -> None:
-        """Refuse when this machine cannot build the sandbox (every limit would go unenforced)."""
-        reason = sandbox_unavailable()
-        if reason is not None:
-            raise ResourceLimitExceeded(f"command tool {self.id!r} cannot run with its limits enforced: {reason}")
+        """Refuse when this machine cannot build the sandbox or hold one of the limits (none would go unenforced)."""
+        check_sandbox(self.id, limits, self.isolation)
 
     def render_argv(self, parameters: JsonDict) -> list[str]:
         """The argv for these (validated) parameters: one element per template element, never split."""
@@ -169,56 +168,21 @@ class CommandTool(ToolDefinition):
             return None
         return _substitute(self.stdin, {p.name: p for p in self.parameters}, parameters).encode()
 
-    def environment(self, extra: dict[str, str]) -> dict[str, str]:
-        """The allow-listed variables of the worker's environment, then the execution's own."""
-        env = {name: os.environ[name] for name in self.env if name in os.environ}
-        env.update(extra)
-        return env
-
     async def run(self, parameters: JsonDict, ctx: ToolContext) -> Any:
-        self.check_resource_limits(ctx.resource_limits)
-        limits = resolve_limits(ctx.resource_limits, self.limits)
-        logger = ctx.logger
-        budget = LineBudget(
-            lambda stream, line: (logger.info if stream == "stdout" else logger.warning)(line, stream=stream)
-        )
         argv = self.render_argv(parameters)
-        deadline = _activity_deadline(ctx.cancel_grace)
-        started = time.monotonic()
-        result = await run_sandboxed(
-            argv,
-            self.environment(ctx.context.environment),
-            limits,
-            stdin=self.render_stdin(parameters),
-            on_line=budget,
-            cancel_grace=ctx.cancel_grace,
-            deadline=deadline[0] if deadline else None,
-        )
-        if budget.dropped:
-            logger.warning("output lines not logged", dropped=budget.dropped, logged=budget.passed)
-        if result.cpu_time_ms is not None:
-            ctx.record_metric("cpu_time_ms", result.cpu_time_ms, "ms")
-        if result.max_rss_kb is not None:
-            ctx.record_metric("max_rss_kb", float(result.max_rss_kb), "kB")
-        if result.deadline_exceeded and deadline is not None:
-            # The tree is dead; Temporal's own start-to-close timeout now ends this attempt (retried under the
-            # request's retry policy, timed_out when none is left), so that status is only ever reported after
-            # the processes are gone. The raise below is a fallback should that cancel not arrive.
-            logger.warning("timeout reached: the process tree was killed", stream="engine")
-            await asyncio.sleep(max(0.0, deadline[1] - (time.monotonic() - started)) + _TIMEOUT_FALLBACK)
-            raise TimeoutExceeded(f"command tool {self.id!r} ran past its timeout; its process tree was killed")
+        result, limits = await run_in_sandbox(self.id, argv, ctx, self.isolation, stdin=self.render_stdin(parameters))
         error = classify(result, limits, argv[0])
-        ops_metrics.sandbox_finished(result.start_seconds, error)
-        tracing.sandbox_spans(result.wall_ms, result.start_seconds)
         if error is not None:
             raise error
         stdout = result.stdout.decode("utf-8", errors="replace")
+        output: Any = stdout
         if self.output == "json":
             try:
-                return json.loads(stdout)
+                output = json.loads(stdout)
             except ValueError as exc:
                 raise ExecutionFailed(f"{argv[0]} did not write JSON to stdout ({exc}): {stdout[:200]!r}") from None
-        return stdout
+        await check_output(output, self.id)
+        return output
 
 
 def _substitute(template: str, declared: dict[str, Parameter], parameters: JsonDict) -> str:
@@ -229,24 +193,6 @@ def _substitute(template: str, declared: dict[str, Parameter], parameters: JsonD
         return match.group(0)
 
     return _PLACEHOLDER.sub(replace, template)
-
-
-def _activity_deadline(grace: float) -> tuple[float, float] | None:
-    """(when to stop the tool, when the activity's start-to-close timeout fires), in seconds from now.
-
-    The tool is stopped ``grace`` + a margin before Temporal's timeout, so that it is dead when the timeout fires.
-    """
-    from temporalio import activity
-
-    if not activity.in_activity():
-        return None
-    info = activity.info()
-    timeout = info.start_to_close_timeout
-    if timeout is None:
-        return None
-    elapsed = max(0.0, time.time() - info.started_time.timestamp())
-    remaining = max(0.1, timeout.total_seconds() - elapsed)
-    return max(remaining * 0.5, remaining - grace - _TIMEOUT_MARGIN), remaining
 
 
 def _parameter(name: str, table: Any) -> Parameter:
@@ -277,22 +223,20 @@ def parse_command_tool(table: dict[str, Any], path: Path) -> CommandTool:
     env = table.get("env", [])
     if not (isinstance(env, list) and all(isinstance(name, str) for name in env)):
         raise ValueError("env must be a list of variable names")
-    idempotent = table.get("idempotent", True)
-    if not isinstance(idempotent, bool):
-        raise ValueError(f"idempotent must be true or false, got {idempotent!r}")
     try:
         limits = ResourceLimits(**table.get("limits", {}))
     except ValidationError as exc:
         raise ValueError(f"limits: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    mounts = table.get("mounts", [])
+    if not isinstance(mounts, list):
+        raise ValueError("mounts must be a list of paths ('/host/path' or '/host/path:/sandbox/path')")
     return CommandTool(
         id=table["id"],
         version=str(table.get("version", "1.0.0")),
         description=str(table.get("description", "")),
-        idempotent=idempotent,
         argv=tuple(argv),
         stdin=table.get("stdin"),
-        env=tuple(env),
         output=output,
         parameters=parameters,
-        limits=limits,
+        isolation=Isolation(limits=limits, env=tuple(env), mounts=parse_mounts(mounts)),
     )

@@ -35,6 +35,7 @@ class Context:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str, dict[str, Any]]] = []
         self.metrics: dict[str, float] = {}
+        self.progress: Any = None
         outer = self
 
         class Logger:
@@ -43,7 +44,8 @@ class Context:
 
         self.logger = Logger()
 
-    def report_progress(self, progress: Any) -> None: ...
+    def report_progress(self, progress: Any) -> None:
+        self.progress = progress
 
     def record_metric(self, name: str, value: float, unit: str | None = None) -> None:
         self.metrics[name] = value
@@ -129,11 +131,13 @@ def test_environment_is_the_allow_list_plus_the_context(monkeypatch: pytest.Monk
     monkeypatch.setenv("ALLOWED_ONE", "1")
     monkeypatch.setenv("SECRET_ONE", "s")
     definition = tool(env=["ALLOWED_ONE", "ABSENT_ONE"])
-    assert definition.environment({"CTX": "c"}) == {"ALLOWED_ONE": "1", "CTX": "c"}
+    assert definition.isolation.environment({"CTX": "c"}) == {"ALLOWED_ONE": "1", "CTX": "c"}
 
 
 async def test_a_machine_that_cannot_sandbox_refuses_command_tools(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(command, "sandbox_unavailable", lambda: "no namespaces on this machine")
+    from stepflow.tools import sandboxed
+
+    monkeypatch.setattr(sandboxed, "sandbox_unavailable", lambda: "no namespaces on this machine")
     with pytest.raises(ResourceLimitExceeded, match="cannot run with its limits enforced: no namespaces"):
         await tool().run({}, Context())
     with pytest.raises(ResourceLimitExceeded):

@@ -34,6 +34,7 @@ def command_settings(tmp_path: Path) -> Settings:
     """The test tool file loaded; a heartbeat timeout a loaded machine does not trip over (the CPU spin)."""
     settings = make_settings(tmp_path, heartbeat_timeout=5)
     settings.tool_files = [TOOLS_FILE]
+    settings.tool_modules = ["tests.sandbox.pytools"]
     return settings
 
 
@@ -136,3 +137,67 @@ async def test_a_python_tool_with_resource_limits_is_refused(dev_env, command_se
         assert "Python tool" in raised.value.message
         ok = await ex.execute_tool(request("echo", {"m": 1}))
         assert ok.output == {"m": 1}
+
+
+async def _started(ex: Any, execution_id: str) -> None:
+    deadline = time.monotonic() + 20
+    while not sandbox_pids() or (await ex.get_execution_status(execution_id)).value != "running":
+        assert time.monotonic() < deadline, "the tool never started"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # a heartbeat or so into the run
+
+
+async def _cancelled_after(ex: Any, execution_id: str) -> float:
+    """Cancel, then poll the status every 50 ms as a user would: seconds until it reads cancelled."""
+    await ex.cancel_execution(execution_id)
+    began = time.monotonic()
+    status = await ex.get_execution_status(execution_id)
+    while not status.is_terminal:
+        await asyncio.sleep(0.05)
+        status = await ex.get_execution_status(execution_id)
+    assert status is ExecutionStatus.CANCELLED
+    return time.monotonic() - began
+
+
+async def test_a_cancel_is_prompt_for_tools_that_exit_on_sigterm_and_waits_the_grace_for_the_others(
+    dev_env, command_settings
+):
+    """cancel_grace is 1 s here. The stubborn command also left a double-forked setsid grandchild."""
+    cases = {
+        "test-sleep": ({}, 0.0, 1.0),
+        "py-iso-sleep": ({"seconds": 1000}, 0.0, 1.0),
+        "test-stubborn": ({}, 1.0, 2.5),
+        "py-iso-stubborn": ({"seconds": 1000}, 1.0, 2.5),
+    }
+    async with running_worker(dev_env, command_settings), executor_for(dev_env, command_settings) as ex:
+        for tool_id, (parameters, at_least, at_most) in cases.items():
+            execution_id = await ex.execute_tool_async(request(tool_id, parameters, timeout=timedelta(seconds=60)))
+            await _started(ex, execution_id)
+            seconds = await _cancelled_after(ex, execution_id)
+            print(f"{tool_id}: cancelled {seconds:.2f} s after the cancel")
+            assert at_least <= seconds <= at_most, (tool_id, seconds)
+            assert sandbox_pids() == []
+
+
+async def test_an_isolated_python_tool_through_the_worker(dev_env, command_settings):
+    async with running_worker(dev_env, command_settings), executor_for(dev_env, command_settings) as ex:
+        done = await ex.execute_tool(
+            request("py-iso-probe", {"paths": ["/home"]}, resource_limits=ResourceLimits(memory_mb=128))
+        )
+        assert done.output["exists"] == {"/home": False} and done.output["uid"] >= 1_500_000
+        messages = [entry.message for entry in await ex.get_logs(done.execution_id)]
+        assert "probing" in messages and "printed line" in messages, messages
+        metrics = {m.name: m.value for m in await ex.get_metric_rows(MetricFilter(execution_id=done.execution_id))}
+        assert metrics["paths_checked"] == 1 and metrics["memory_peak_kb"] > 0, metrics
+        with pytest.raises(ResourceLimitExceeded, match=r"^memory_mb"):
+            await ex.execute_tool(request("py-iso-hog", {"mb": 100}))
+
+
+async def test_output_larger_than_temporal_accepts_names_max_output_bytes(dev_env, command_settings):
+    async with running_worker(dev_env, command_settings), executor_for(dev_env, command_settings) as ex:
+        limits = ResourceLimits(max_output_bytes=5 * 2**20)
+        for tool_id, options in (("test-print-mb", {"resource_limits": limits}), ("py-big-output", {})):
+            with pytest.raises(ResourceLimitExceeded) as raised:
+                await ex.execute_tool(request(tool_id, {"mb": 3}, **options))
+            assert raised.value.message.startswith(f"max_output_bytes: the output of tool {tool_id!r} is ")
+            assert "above 2080768 bytes" in raised.value.message, raised.value.message

@@ -32,11 +32,13 @@ async def test_a_plain_run_reports_output_status_and_usage():
     assert isinstance(error, ExecutionFailed) and "status 3" in error.message and "err" in error.message
 
 
-async def test_memory_bomb_is_stopped_by_rlimit_as():
+async def test_a_memory_bomb_is_stopped_by_the_memory_cgroup():
     ok, error = await run_py("x = bytearray(16 * 2**20); print(len(x))", limits(memory_mb=128))
     assert error is None and ok.stdout == b"16777216\n"
-    _, error = await run_py("x = bytearray(512 * 2**20)", limits(memory_mb=128))
-    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("memory_mb")
+    assert ok.memory_peak_bytes is not None and 16 * 2**20 < ok.memory_peak_bytes < 128 * 2**20
+    result, error = await run_py("x = bytearray(512 * 2**20)", limits(memory_mb=128))
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("memory_mb"), error
+    assert result.oom_kills >= 1 and "OOM killer" in error.message  # read from the cgroup, not from the text
 
 
 async def test_cpu_spin_is_killed_by_rlimit_cpu():
@@ -183,7 +185,7 @@ async def test_a_missing_program_is_reported():
 async def test_the_worker_directory_is_hidden_and_the_working_directory_is_capped():
     code = f"""
 import os
-cwd = "{os.getcwd()}"  # hidden: an empty tmpfs, or gone when it lies under /tmp (replaced by the workdir)
+cwd = "{os.getcwd()}"  # not in the sandbox's root at all
 listing = os.listdir(cwd) if os.path.isdir(cwd) else []
 print(os.path.exists("/usr/bin/python3"), os.path.exists(cwd + "/pyproject.toml"), listing)
 """
@@ -192,23 +194,19 @@ print(os.path.exists("/usr/bin/python3"), os.path.exists(cwd + "/pyproject.toml"
     fill = "\n".join(["block = b'x' * 2**20", "with open('/tmp/fill', 'wb') as file:", "    for _ in range(200):"])
     fill += "\n        file.write(block)"
     result, error = await run_py(fill, limits(memory_mb=64))
-    assert isinstance(error, ResourceLimitExceeded) and "filled its working directory" in error.message, result
+    # files in the working directory are memory: the memory cgroup (or, without one, the tmpfs's size) stops them
+    assert isinstance(error, ResourceLimitExceeded) and error.message.startswith("memory_mb"), result
 
 
-def test_run_directories_of_dead_workers_are_swept(tmp_path, monkeypatch):
-    from stepflow.sandbox import runner
+def test_cgroups_of_dead_workers_are_swept():
+    from stepflow.sandbox import cgroups
 
-    monkeypatch.setattr(runner, "SANDBOX_ROOT", tmp_path)
-    dead = tmp_path / "run-999999999-abc"  # no such pid
-    mine = tmp_path / f"run-{os.getpid()}-abc"
-    for directory in (dead, mine):
-        (directory / "work").mkdir(parents=True)
-    runner._sandbox_root.cache_clear()
-    try:
-        assert runner._sandbox_root() == tmp_path
-    finally:
-        runner._sandbox_root.cache_clear()
-    assert not dead.exists() and mine.exists()
+    hierarchy = cgroups.support().hierarchies[0]
+    parent = hierarchy.base.parent
+    dead = parent / "stepflow-999999999"  # no such pid
+    (dead / "run-z1-1").mkdir(parents=True)
+    cgroups.sweep(parent)
+    assert not dead.exists() and hierarchy.base.exists()
 
 
 async def test_a_worker_killed_outright_leaves_no_tool_behind():
