@@ -71,6 +71,7 @@ async def measure(context: Context) -> list[Row]:
     alone = await alternate(rounds, {"sandbox": median_ms(count, sandboxed), "plain": median_ms(count, plain)})
     tools = {definition.id: definition for definition in ToolRegistry().load_module(sandbox_tools.__name__)}
     isolated, in_process = tools["bench-echo-sandboxed"], tools["bench-echo"]
+    await python_tool(isolated)()  # warm-up: the Python zygote starts once per worker, not per run
     python = await alternate(
         rounds,
         {"isolated": median_ms(count, python_tool(isolated)), "in_process": median_ms(count, python_tool(in_process))},
@@ -89,55 +90,17 @@ async def measure(context: Context) -> list[Row]:
             "echo": median_ms(count, lambda: stage.executor.execute_tool(echo)),
         },
     )
-    metric = f"median ms ({count}/round, one at a time)"
-    p95 = f"p95 ms ({count}/round, one at a time)"
-    return [
-        Row(
-            NAME,
-            p95,
-            "run_sandboxed(['true'])",
-            "subprocess.run(['true'])",
-            alone["sandbox"]["p95"],
-            alone["plain"]["p95"],
-        ),
-        Row(
-            NAME,
-            metric,
-            "Python tool, isolation=sandbox",
-            "the same, in-process",
-            python["isolated"]["ms"],
-            python["in_process"]["ms"],
-        ),
-        Row(
-            NAME,
-            p95,
-            "Python tool, isolation=sandbox",
-            "the same, in-process",
-            python["isolated"]["p95"],
-            python["in_process"]["p95"],
-        ),
-        Row(
-            NAME,
-            metric,
-            "run_sandboxed(['true'])",
-            "subprocess.run(['true'])",
-            alone["sandbox"]["ms"],
-            alone["plain"]["ms"],
-        ),
-        Row(
-            NAME,
-            metric,
-            "command tool true, execute_tool",
-            "bare: activity starts true",
-            through["command"]["ms"],
-            through["bare"]["ms"],
-        ),
-        Row(
-            NAME,
-            metric,
-            "command tool true, execute_tool",
-            "echo, execute_tool",
-            through["command"]["ms"],
-            through["echo"]["ms"],
-        ),
+    p50, p95 = (f"{stat} ms ({count}/round, one at a time)" for stat in ("median", "p95"))
+    alone_names, through_name = (
+        ("run_sandboxed(['true'])", "subprocess.run(['true'])"),
+        "command tool true, execute_tool",
+    )
+    pairs = [  # (metric, subject, baseline, figures, subject's key, baseline's key, statistic)
+        (p50, *alone_names, alone, "sandbox", "plain", "ms"),
+        (p95, *alone_names, alone, "sandbox", "plain", "p95"),
+        (p50, "Python tool, isolation=sandbox", "the same, in-process", python, "isolated", "in_process", "ms"),
+        (p95, "Python tool, isolation=sandbox", "the same, in-process", python, "isolated", "in_process", "p95"),
+        (p50, through_name, "bare: activity starts true", through, "command", "bare", "ms"),
+        (p50, through_name, "echo, execute_tool", through, "command", "echo", "ms"),
     ]
+    return [Row(NAME, metric, s, b, got[sk][stat], got[bk][stat]) for metric, s, b, got, sk, bk, stat in pairs]
