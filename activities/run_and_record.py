@@ -3,7 +3,8 @@
 It resolves and validates the request, writes the ``executions`` row with its first flush, runs the tool
 (heartbeating its progress, cancellable) and, when the tool completed, writes the terminal state in the same
 transaction as the attempt's last lines and metrics: a quick execution costs the workflow one activity and
-the projection one transaction. Every other end is recorded by the workflow's ``finish_execution``.
+the projection one transaction. Every other end, and a completion after an earlier try, is recorded by the
+workflow's ``finish_execution``.
 
 Besides the tool's own lines the attempt writes the engine's events "attempt N started", "attempt N failed:
 <error>; next retry in X ms" (or "no retries left") and "cancel requested", and its metrics (``attempts``,
@@ -127,7 +128,12 @@ class ToolActivities:
         recording = _Recording(start, first_lines)
         output = await self._attempt(run, definition, recording)
         assert recording.end is not None and recording.end.timing.end_time is not None
-        if recording.end_committed:  # else finish_execution records (and counts) the end
+        # An earlier try (another run after a lost worker, or an attempt the server timed out just as its tool
+        # completed) may have written its own provisional end, with its own output, that Temporal never
+        # accepted; this write then changed nothing. So only the first try's end counts as recorded: after any
+        # other, the workflow records the end it accepted with finish_execution, which overwrites the row.
+        recorded = recording.end_committed and job.rerun == 0 and activity.info().attempt == 1
+        if recorded:  # else finish_execution records (and counts) the end
             ops_metrics.execution_ended(
                 job.execution_id, ExecutionStatus.COMPLETED, None, recording.end.timing.end_time, start=job
             )
@@ -135,7 +141,7 @@ class ToolActivities:
             version=definition.version,
             output=output,
             end_time=recording.end.timing.end_time,
-            recorded=recording.end_committed,
+            recorded=recorded,
         )
 
     def _check(self, job: RunAndRecordInput) -> CheckedRequest:
