@@ -175,7 +175,7 @@ class ToolActivities:
             recording.end = _completed(run, recording.start, output, _end_time(info, began))
             return output
         except BaseException as error:
-            failure = self._failure(ctx, run, error)
+            failure = self._failure(ctx, run, error, time.monotonic() - began)
             if failure is error:
                 raise
             raise failure from failure.__cause__  # the tool's own exception for an unexpected one, else none
@@ -190,8 +190,8 @@ class ToolActivities:
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeater
 
-    def _failure(self, ctx: ActivityToolContext, run: ToolRun, error: BaseException) -> BaseException:
-        """Log how the attempt ended and return what the activity raises (typed for Temporal)."""
+    def _failure(self, ctx: ActivityToolContext, run: ToolRun, error: BaseException, ran: float) -> BaseException:
+        """Log how the attempt ended (it ran ``ran`` seconds) and return what the activity raises (typed)."""
         if isinstance(error, ExecutorError):
             self._failed(ctx, run, error.kind, error.message, error.retryable)
             return to_application_error(error)
@@ -202,6 +202,8 @@ class ToolActivities:
             details = activity.cancellation_details()
             if details is None or details.cancel_requested:
                 ctx.log.add(LogLevel.WARNING, "cancel requested", attempt=ctx.attempt)
+            elif details.not_found and _heartbeat_lost(activity.info(), ran):  # the workflow decides what next
+                ctx.log.add(LogLevel.WARNING, f"attempt {ctx.attempt} interrupted: {_heartbeat_note(activity.info())}")
             elif details.timed_out or details.not_found:  # not_found: the server already timed the attempt out
                 self._failed(ctx, run, "TimeoutExceeded", "the attempt exceeded its timeout", True)
             elif details.worker_shutdown:  # not the tool's failure: the workflow runs it again elsewhere
@@ -261,6 +263,25 @@ class ToolActivities:
             if ctx.log.wants_flush or now - last_flush >= 1.0:
                 last_flush = now
                 await self._flush(ctx, [], recording, wait_s=0)
+
+
+def _heartbeat_lost(info: activity.Info, ran: float) -> bool:
+    """Whether the server dropped the attempt (``not_found``) well before its timeout: its heartbeat timed out.
+
+    A worker cut off from the server (or a server that was down) is not heard from, and the server treats it
+    as lost: that is not the tool exceeding its timeout. Within one heartbeat timeout of the attempt's own
+    timeout the two cannot be told apart, and it is called a timeout. (On the time-skipping test server,
+    whose clock jumps ahead of the worker's, a skipped-over timeout reads as a heartbeat timeout too.)"""
+    timeout, heartbeat = info.start_to_close_timeout, info.heartbeat_timeout
+    if heartbeat is None:
+        return False
+    return timeout is None or ran < (timeout - heartbeat).total_seconds()
+
+
+def _heartbeat_note(info: activity.Info) -> str:
+    assert info.heartbeat_timeout is not None
+    seconds = info.heartbeat_timeout.total_seconds()
+    return f"its heartbeat timed out (the Temporal server heard nothing from this worker for {seconds:g} s)"
 
 
 def _started_line(run: ToolRun, attempt: int) -> str:
