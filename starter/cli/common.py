@@ -96,7 +96,9 @@ def setup_logging(config: Settings, *, quiet: bool = True) -> None:
 @asynccontextmanager
 async def executor(config: Settings | None = None) -> AsyncIterator[Executor]:
     """An Executor connected to Temporal and the projection; closed afterwards."""
-    connected = await Executor.connect(config or settings())
+    config = config or settings()
+    setup_logging(config)  # its warnings (the projection unreachable...) go to stderr, never into the output
+    connected = await Executor.connect(config)
     try:
         yield connected
     finally:
@@ -106,7 +108,9 @@ async def executor(config: Settings | None = None) -> AsyncIterator[Executor]:
 @asynccontextmanager
 async def projection(config: Settings | None = None) -> AsyncIterator[Projection]:
     """The SQL projection only (no Temporal needed): for lists and tools."""
-    opened = await Projection.open((config or settings()).resolved_database_url)
+    config = config or settings()
+    setup_logging(config)
+    opened = await Projection.open(config.resolved_database_url)
     try:
         yield opened
     finally:
