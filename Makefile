@@ -1,6 +1,7 @@
-# Two commands on a fresh machine:
+# On a fresh machine:
 #   make demo   install into .venv, start a Temporal dev server and a worker, run one execution of each outcome
-#   make test   install into .venv, then ruff, ruff format --check, mypy and pytest
+#   make test   install into .venv, then ruff, ruff format --check, mypy and pytest (all but the fault tests)
+#   make faults the fault-injection tests (tests/faults, marker `faults`): workers killed, servers stopped
 # The install step re-runs only when pyproject.toml changed (stamp file .venv/.installed).
 # `make test` also installs Debian's chromium (for the Web UI test in tests/e2e) when it is missing.
 
@@ -11,7 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest install clean
+.PHONY: demo test faults lint typecheck pytest install clean
 
 demo: $(STAMP)
 	$(BIN)/stepflow demo
@@ -26,7 +27,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy .
 
 pytest: $(STAMP) | $(CHROMIUM)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+# slow suite: fault injection. `stepflow worker` processes SIGKILLed mid-tool, the Temporal server stopped
+# and restarted, the projection database closed (PostgreSQL, when STEPFLOW_TEST_POSTGRES_URL is set); a few
+# minutes, printing what it measured (docs/reliability.md).
+faults: $(STAMP)
+	$(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
 
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
