@@ -4,13 +4,16 @@
   whole, as a crashed host or an OOM kill would), with the probe tools loaded and its output in a log file.
 - :func:`fault_settings`: the engine's default settings (heartbeat timeout, retries...) on the test's own task
   queue and database; requests carry no options, as a new user's would.
-- :func:`projection_counts`: the rows, log lines and metrics of some executions, to find duplicates.
+- :func:`projection_counts`: the rows, log lines and metrics of some executions, to find duplicates;
+  :func:`mended_rows`: how many rows a worker's reconciler mended, from its log.
 - :data:`FIGURES`: what the tests measured (delays after a fault, rows mended), printed after the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import statistics
@@ -190,3 +193,14 @@ def seconds_after(moment: datetime, ends: Sequence[datetime | None]) -> list[flo
     """How long after ``moment`` each of ``ends`` came (all must be set)."""
     assert all(end is not None for end in ends), "an execution has no close time"
     return [(end - moment).total_seconds() for end in ends if end is not None]
+
+
+def mended_rows(log_path: Path) -> int:
+    """Rows the worker's reconciler mended, from its log lines."""
+    mended = 0
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("event") == "projection rows mended from Temporal":
+                mended += int(entry["count"])
+    return mended

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,16 @@ from stepflow.models import ExecutionRequest, ExecutionResult, ExecutionStatus
 from tests.cli.conftest import run_cli
 from tests.conftest import POSTGRES_URL, _postgres_admin, executor_for
 from tests.faults import probe_tools
-from tests.faults.harness import WorkerProcess, fault_settings, projection_counts, report, spread, worker_environment
+from tests.faults.harness import (
+    WorkerProcess,
+    fault_settings,
+    mended_rows,
+    projection_counts,
+    report,
+    seconds_after,
+    spread,
+    worker_environment,
+)
 from tests.workflows.timeskip import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.dev_server, pytest.mark.postgres, pytest.mark.timeout(240)]
@@ -103,10 +113,11 @@ async def test_starts_and_status_reads_work_while_the_database_is_down(
                 assert shown.code == 0, shown
                 assert shown.json()["status"] in {"pending", "running", "completed"}, shown
             await _postgres_admin(POSTGRES_URL, f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
-            opened_at = time.monotonic()
+            opened_at, opened_wall = time.monotonic(), datetime.now(UTC)
 
             results = await asyncio.gather(*(_result(executor, i) for i in ids))
-            assert Counter(result.status for result in results) == {ExecutionStatus.COMPLETED: len(ids)}
+            assert Counter(result.status for result, _ in results) == {ExecutionStatus.COMPLETED: len(ids)}
+            closed = [closed_at for _, closed_at in results]
             await wait_until(lambda: _rows_completed(executor, ids), within=90, what="every row to be terminal")
             caught_up = time.monotonic() - opened_at
 
@@ -129,7 +140,13 @@ async def test_starts_and_status_reads_work_while_the_database_is_down(
             report(f"  Executor start during it {spread(starts, unit='ms')}; status read {spread(reads, unit='ms')}")
             report(
                 f"  every row terminal {caught_up:.1f} s after the database opened again; tool runs per "
-                f"execution {dict(Counter(runs.started[i] for i in ids))}"
+                f"execution {dict(Counter(runs.started[i] for i in ids))}; rows mended by the reconciler: "
+                f"{mended_rows(worker.log_path)}"
+            )
+            late = seconds_after(opened_wall, [end for end in closed if end >= opened_wall])
+            report(
+                f"  closed in Temporal while it was down: {len(ids) - len(late)}; the others (their ends wait for "
+                f"their rows) closed {spread(late) if late else '-'} after it opened again"
             )
     finally:
         await worker.stop()
@@ -145,7 +162,10 @@ async def _rows_completed(executor: Executor, ids: list[str]) -> bool:
     return all(counts.statuses.get(i) == "completed" for i in ids)
 
 
-async def _result(executor: Executor, execution_id: str) -> ExecutionResult:
+async def _result(executor: Executor, execution_id: str) -> tuple[ExecutionResult, datetime]:
+    """The execution's result once it ended, and when it closed in Temporal."""
     handle = executor.client.get_workflow_handle(execution_id, result_type=ExecutionResult)
     await asyncio.wait_for(handle.result(), 120)
-    return await executor.get_execution_result(execution_id)
+    close_time = (await handle.describe()).close_time
+    assert close_time is not None
+    return await executor.get_execution_result(execution_id), close_time

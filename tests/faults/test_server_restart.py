@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 from collections import Counter
@@ -30,7 +29,15 @@ from stepflow.converter import DATA_CONVERTER
 from stepflow.db.projection import Projection
 from stepflow.models import ExecutionRequest, ExecutionResult, ExecutionStatus
 from tests.faults import probe_tools
-from tests.faults.harness import WorkerProcess, fault_settings, projection_counts, report, seconds_after, spread
+from tests.faults.harness import (
+    WorkerProcess,
+    fault_settings,
+    mended_rows,
+    projection_counts,
+    report,
+    seconds_after,
+    spread,
+)
 from tests.workflows.timeskip import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
@@ -45,17 +52,6 @@ INTERRUPTED = (
 def _seconds(i: int) -> float:
     """The probes sleep 2 to 21 s: about half end while the server is down, the others after it is back."""
     return 2.0 + i
-
-
-def _mended(log_path: Path) -> int:
-    """Rows the worker's reconciler mended, from its log lines."""
-    mended = 0
-    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            if entry.get("event") == "projection rows mended from Temporal":
-                mended += int(entry["count"])
-    return mended
 
 
 async def test_every_execution_ends_the_same_in_temporal_and_sql(tmp_path: Path) -> None:
@@ -96,7 +92,7 @@ async def test_every_execution_ends_the_same_in_temporal_and_sql(tmp_path: Path)
                 f"  tool runs per execution {dict(Counter(runs.started[i] for i in ids))}; the second runs began "
                 f"{spread(rerun_after)} after the restart"
             )
-            report(f"  rows mended by the reconciler: {_mended(worker.log_path)}")
+            report(f"  rows mended by the reconciler: {mended_rows(worker.log_path)}")
     finally:
         await worker.stop()
         await asyncio.to_thread(server.stop)
