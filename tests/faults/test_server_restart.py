@@ -5,7 +5,9 @@ tools run on meanwhile: about half finish while the server is down (their result
 rows are written), the others after it is back. The server times out every attempt it has not heard from,
 and the workflows run them again (their tool's output differs run to run, as most do). Every execution
 ends the same in Temporal and in SQL, output included, and ``verify`` is clean, with no ``rebuild``; the
-worker's reconciler runs at its default interval.
+worker's reconciler runs at its default interval. Four executions of a tool declared ``idempotent = false``
+run beside them: the server's heartbeat timeout is a lost worker to them, so they fail with the worker-lost
+error, in Temporal and in SQL alike, even the two whose tool had finished.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
 N = 20
 OUTAGE = 15.0
+ONCE_SECONDS = (3.0, 6.0, 19.0, 21.0)
+"""Four executions of a tool declared ``idempotent = false`` beside the 20: two end during the outage, two after."""
 INTERRUPTED = (
     "attempt 1 interrupted: its heartbeat timed out (the Temporal server heard nothing from this worker for 5 s)"
 )
@@ -71,8 +75,13 @@ async def test_every_execution_ends_the_same_in_temporal_and_sql(tmp_path: Path)
                 )
                 for i in range(N)
             ]
-            ids = list(await asyncio.gather(*(executor.execute_tool_async(request) for request in requests)))
-            await wait_until(lambda: _all_started(probe, ids), within=60, what="every probe to run")
+            requests += [
+                ExecutionRequest(tool_id=probe_tools.NOT_IDEMPOTENT, parameters={"path": str(probe), "seconds": s})
+                for s in ONCE_SECONDS
+            ]
+            started = list(await asyncio.gather(*(executor.execute_tool_async(request) for request in requests)))
+            ids, once = started[:N], started[N:]
+            await wait_until(lambda: _all_started(probe, started), within=60, what="every probe to run")
 
             assert server.process is not None
             os.killpg(server.process.pid, signal.SIGKILL)
@@ -81,11 +90,19 @@ async def test_every_execution_ends_the_same_in_temporal_and_sql(tmp_path: Path)
             server = DevServer(settings, headless=True)
             await server.start_async()
             restarted_at = datetime.now(UTC)
-            ends = await asyncio.gather(*(_ended(client, i) for i in ids))
-            await _check(executor, ids, probe, restarted_at)
+            ends = await asyncio.gather(*(_ended(client, i) for i in started))
+            await _check(executor, ids, probe)
+            await _check_not_idempotent(executor, once, probe)
+            task_queue = settings.temporal.task_queue
+            verified, _ = await verify(client, executor.projection, task_queue=task_queue)
+            assert verified.ok and verified.checked == len(started), verified.mismatches
 
             report(f"Temporal server down {OUTAGE:.0f} s (SIGKILL, restart), {N} executions in flight (2-21 s tools):")
-            report(f"  all completed {spread(seconds_after(restarted_at, ends))} after the restart")
+            report(f"  all completed {spread(seconds_after(restarted_at, ends[:N]))} after the restart")
+            report(
+                f"  {len(once)} more of a tool declared idempotent = false: failed (worker lost) in Temporal and SQL "
+                f"{spread(seconds_after(restarted_at, ends[N:]))} after the restart, none run again"
+            )
             runs = probe_tools.runs(probe)
             rerun_after = [runs.began[i][-1] - restarted_at.timestamp() for i in ids if runs.started[i] > 1]
             report(
@@ -98,8 +115,8 @@ async def test_every_execution_ends_the_same_in_temporal_and_sql(tmp_path: Path)
         await asyncio.to_thread(server.stop)
 
 
-async def _check(executor: Executor, ids: list[str], probe: Path, restarted_at: datetime) -> None:
-    """Each execution completed, once in SQL, as Temporal says, output included; verify clean."""
+async def _check(executor: Executor, ids: list[str], probe: Path) -> None:
+    """Each execution completed, once in SQL, as Temporal says, with no duplicated line or metric."""
     client = executor.client
     temporal = {i: temporal_state.closed_status(await client.get_workflow_handle(i).describe()) for i in ids}
     assert Counter(temporal.values()) == {ExecutionStatus.COMPLETED: N}, "a server outage fails no execution"
@@ -121,8 +138,17 @@ async def _check(executor: Executor, ids: list[str], probe: Path, restarted_at: 
         ), (i, counts.metrics[i])
     assert counts.attempts == dict.fromkeys(ids, 1), "a server outage is not a tool attempt"
 
-    verified, _ = await verify(client, executor.projection, task_queue=executor.settings.temporal.task_queue)
-    assert verified.ok and verified.checked == N, verified.mismatches
+
+async def _check_not_idempotent(executor: Executor, once: list[str], probe: Path) -> None:
+    """Failed with the worker-lost error in Temporal and in SQL, whether or not the tool had finished; not rerun."""
+    for execution_id in once:
+        result = await executor.get_execution_result(execution_id)
+        assert result.status is ExecutionStatus.FAILED and result.error is not None, result
+        assert result.error.type == "InternalError" and "declared idempotent = false" in result.error.message
+        row = await executor.projection.reader.get_execution(execution_id)
+        assert row is not None and row.status == "failed"
+        assert row.error_message == f"InternalError: {result.error.message}"
+    assert all(probe_tools.runs(probe).started[i] == 1 for i in once)
 
 
 async def _all_started(probe: Path, ids: list[str]) -> bool:
