@@ -22,14 +22,15 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
 
 from starter.executor import Executor
 from starter.projection_admin import verify
 from starter.server import DevServer, free_port
 from stepflow import temporal_state
 from stepflow.converter import DATA_CONVERTER
-from stepflow.db.projection import Projection
 from stepflow.models import ExecutionRequest, ExecutionResult, ExecutionStatus
+from tests.conftest import executor_for
 from tests.faults import probe_tools
 from tests.faults.harness import (
     WorkerProcess,
@@ -68,7 +69,7 @@ async def test_every_execution_ends_the_same_in_temporal_and_sql(tmp_path: Path)
         client = await Client.connect(settings.temporal.address, data_converter=DATA_CONVERTER)
         await worker.start()
         await worker.polling(client)
-        async with Executor(client, await Projection.open(settings.resolved_database_url), settings) as executor:
+        async with executor_for(WorkflowEnvironment.from_client(client), settings) as executor:
             requests = [
                 ExecutionRequest(
                     tool_id=probe_tools.IDEMPOTENT, parameters={"path": str(probe), "seconds": _seconds(i)}
