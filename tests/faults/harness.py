@@ -4,7 +4,7 @@
   whole, as a crashed host or an OOM kill would), with the probe tools loaded and its output in a log file.
 - :func:`fault_settings`: the engine's default settings (heartbeat timeout, retries...) on the test's own task
   queue and database; requests carry no options, as a new user's would.
-- :func:`projection_counts`: the rows, log lines and metrics of some executions, to find duplicates;
+- :func:`projection_counts`: the rows, log lines and metrics of some executions, to find anything written twice;
   :func:`mended_rows`: how many rows a worker's reconciler mended, from its log.
 - :data:`FIGURES`: what the tests measured (delays after a fault, rows mended), printed after the run.
 """
