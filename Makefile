@@ -1,6 +1,7 @@
-# Two commands on a fresh machine:
+# On a fresh machine:
 #   make demo   install into .venv, start a Temporal dev server and a worker, run one execution of each outcome
-#   make test   install into .venv, then ruff, ruff format --check, mypy and pytest
+#   make test   install into .venv, then ruff, ruff format --check, mypy and pytest (all but the fault tests)
+#   make faults the fault-injection tests (tests/faults, marker `faults`): workers killed, servers stopped
 # The install step re-runs only when pyproject.toml changed (stamp file .venv/.installed).
 # `make test` also installs Debian's chromium (for the Web UI test in tests/e2e) when it is missing, and
 # libseccomp2 (the sandbox's seccomp filter, loaded through PyPI's pyseccomp) when no libseccomp.so.2 is found.
@@ -12,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest install clean libseccomp
+.PHONY: demo test faults lint typecheck pytest install clean libseccomp
 
 demo: $(STAMP)
 	$(BIN)/stepflow demo
@@ -27,7 +28,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy .
 
 pytest: $(STAMP) libseccomp | $(CHROMIUM)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
+
+# slow suite: fault injection. `stepflow worker` processes SIGKILLed mid-tool, the Temporal server stopped
+# and restarted, the projection database closed (PostgreSQL, when STEPFLOW_TEST_POSTGRES_URL is set); a few
+# minutes, printing what it measured (docs/reliability.md).
+faults: $(STAMP) libseccomp
+	$(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
 
 libseccomp:
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then \

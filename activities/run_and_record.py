@@ -3,7 +3,8 @@
 It resolves and validates the request, writes the ``executions`` row with its first flush, runs the tool
 (heartbeating its progress, cancellable) and, when the tool completed, writes the terminal state in the same
 transaction as the attempt's last lines and metrics: a quick execution costs the workflow one activity and
-the projection one transaction. Every other end is recorded by the workflow's ``finish_execution``.
+the projection one transaction. Every other end, and a completion after an earlier try, is recorded by the
+workflow's ``finish_execution``.
 
 Besides the tool's own lines the attempt writes the engine's events "attempt N started", "attempt N failed:
 <error>; next retry in X ms" (or "no retries left") and "cancel requested", and its metrics (``attempts``,
@@ -127,7 +128,12 @@ class ToolActivities:
         recording = _Recording(start, first_lines)
         output = await self._attempt(run, definition, recording)
         assert recording.end is not None and recording.end.timing.end_time is not None
-        if recording.end_committed:  # else finish_execution records (and counts) the end
+        # An earlier try (another run after a lost worker, or an attempt the server timed out just as its tool
+        # completed) may have written its own provisional end, with its own output, that Temporal never
+        # accepted; this write then changed nothing. So only the first try's end counts as recorded: after any
+        # other, the workflow records the end it accepted with finish_execution, which overwrites the row.
+        recorded = recording.end_committed and job.rerun == 0 and activity.info().attempt == 1
+        if recorded:  # else finish_execution records (and counts) the end
             ops_metrics.execution_ended(
                 job.execution_id, ExecutionStatus.COMPLETED, None, recording.end.timing.end_time, start=job
             )
@@ -135,7 +141,7 @@ class ToolActivities:
             version=definition.version,
             output=output,
             end_time=recording.end.timing.end_time,
-            recorded=recording.end_committed,
+            recorded=recorded,
         )
 
     def _check(self, job: RunAndRecordInput) -> CheckedRequest:
@@ -169,7 +175,7 @@ class ToolActivities:
             recording.end = _completed(run, recording.start, output, _end_time(info, began))
             return output
         except BaseException as error:
-            failure = self._failure(ctx, run, error)
+            failure = self._failure(ctx, run, error, time.monotonic() - began)
             if failure is error:
                 raise
             raise failure from failure.__cause__  # the tool's own exception for an unexpected one, else none
@@ -184,8 +190,8 @@ class ToolActivities:
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeater
 
-    def _failure(self, ctx: ActivityToolContext, run: ToolRun, error: BaseException) -> BaseException:
-        """Log how the attempt ended and return what the activity raises (typed for Temporal)."""
+    def _failure(self, ctx: ActivityToolContext, run: ToolRun, error: BaseException, ran: float) -> BaseException:
+        """Log how the attempt ended (it ran ``ran`` seconds) and return what the activity raises (typed)."""
         if isinstance(error, ExecutorError):
             self._failed(ctx, run, error.kind, error.message, error.retryable)
             return to_application_error(error)
@@ -196,6 +202,8 @@ class ToolActivities:
             details = activity.cancellation_details()
             if details is None or details.cancel_requested:
                 ctx.log.add(LogLevel.WARNING, "cancel requested", attempt=ctx.attempt)
+            elif details.not_found and _heartbeat_lost(activity.info(), ran):  # the workflow decides what next
+                ctx.log.add(LogLevel.WARNING, f"attempt {ctx.attempt} interrupted: {_heartbeat_note(activity.info())}")
             elif details.timed_out or details.not_found:  # not_found: the server already timed the attempt out
                 self._failed(ctx, run, "TimeoutExceeded", "the attempt exceeded its timeout", True)
             elif details.worker_shutdown:  # not the tool's failure: the workflow runs it again elsewhere
@@ -255,6 +263,25 @@ class ToolActivities:
             if ctx.log.wants_flush or now - last_flush >= 1.0:
                 last_flush = now
                 await self._flush(ctx, [], recording, wait_s=0)
+
+
+def _heartbeat_lost(info: activity.Info, ran: float) -> bool:
+    """Whether the server dropped the attempt (``not_found``) well before its timeout: its heartbeat timed out.
+
+    A worker cut off from the server (or a server that was down) is not heard from, and the server treats it
+    as lost: that is not the tool exceeding its timeout. Within one heartbeat timeout of the attempt's own
+    timeout the two cannot be told apart, and it is called a timeout. (On the time-skipping test server,
+    whose clock jumps ahead of the worker's, a skipped-over timeout reads as a heartbeat timeout too.)"""
+    timeout, heartbeat = info.start_to_close_timeout, info.heartbeat_timeout
+    if heartbeat is None:
+        return False
+    return timeout is None or ran < (timeout - heartbeat).total_seconds()
+
+
+def _heartbeat_note(info: activity.Info) -> str:
+    assert info.heartbeat_timeout is not None
+    seconds = info.heartbeat_timeout.total_seconds()
+    return f"its heartbeat timed out (the Temporal server heard nothing from this worker for {seconds:g} s)"
 
 
 def _started_line(run: ToolRun, attempt: int) -> str:

@@ -81,8 +81,10 @@ class RunAndRecordInput(_Contract):
 class RecordedRun(_Contract):
     """Result of ``run_and_record``: the tool's output, the version that ran and the recorded end time.
 
-    ``recorded`` is False when the terminal row could not be committed in time (database unavailable): the
-    workflow then records it with ``finish_execution``, which retries until the database is back.
+    ``recorded`` is False when the terminal row could not be committed in time (database unavailable), or when
+    an earlier try may have written another end (a run after a lost worker, an attempt after the first): the
+    workflow then records it with ``finish_execution``, which retries until the database is back and
+    overwrites whatever end the row holds.
     """
 
     version: str

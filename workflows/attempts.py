@@ -82,8 +82,9 @@ class Attempts:
                 f"the worker running tool {tool!r} was lost while the tool ran, and the tool is declared "
                 "idempotent = false, so it was not run again; start it again if that is safe"
             )
+        lost = "once" if self.reruns == 0 else f"{self.reruns + 1} times"
         return InternalError(
-            f"the worker running tool {tool!r} was lost while the tool ran, {self.reruns + 1} times "
+            f"the worker running tool {tool!r} was lost while the tool ran, {lost} "
             f"(STEPFLOW_EXECUTOR_MAX_INFRASTRUCTURE_RETRIES={self._reruns_allowed}); check the workers' health"
         )
 

@@ -99,7 +99,7 @@ class ToolExecutionWorkflow:
                 elif not attempts.run_again_after(lost):
                     await self._end_unsuccessful(job, job.request.version, attempts.worker_lost(job))
         result = _result(job, run.version, ExecutionStatus.COMPLETED, run.end_time, output=run.output)
-        if not run.recorded:  # the database was unavailable: record the end durably, retrying until it is back
+        if not run.recorded:  # the database was unavailable, or an earlier try may have ended the row: record it
             await self._finish(job, result)
         self._set_status(ExecutionStatus.COMPLETED)
         return result

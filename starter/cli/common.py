@@ -103,7 +103,9 @@ async def executor(
     With ``as_tenant`` (a command's ``--tenant``) it acts as a ``role`` of that tenant instead, so another
     tenant's execution is refused as it would be for that tenant's own callers.
     """
-    connected = await Executor.connect(config or settings(), principal=LOCAL_ADMIN)
+    config = config or settings()
+    setup_logging(config)  # its warnings (the projection unreachable...) go to stderr, never into the output
+    connected = await Executor.connect(config, principal=LOCAL_ADMIN)
     try:
         if as_tenant is None:
             yield connected
@@ -116,7 +118,9 @@ async def executor(
 @asynccontextmanager
 async def projection(config: Settings | None = None) -> AsyncIterator[Projection]:
     """The SQL projection only (no Temporal needed): for lists and tools."""
-    opened = await Projection.open((config or settings()).resolved_database_url)
+    config = config or settings()
+    setup_logging(config)
+    opened = await Projection.open(config.resolved_database_url)
     try:
         yield opened
     finally:

@@ -191,3 +191,20 @@ async def test_bad_configuration_names_the_variable(cli: Cli) -> None:
     result = await cli("list", STEPFLOW_EXECUTOR_DEFAULT_TIMEOUT="-3")
     assert result.code == EXIT_CODES["ConfigError"], result
     assert "STEPFLOW_EXECUTOR_DEFAULT_TIMEOUT" in result.stderr
+
+
+async def test_start_and_status_keep_their_output_clean_while_the_projection_is_down(cli: Cli) -> None:
+    """The unreachable database is reported on stderr: stdout stays the id alone, or JSON a script can parse."""
+    down = {"STEPFLOW_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"}
+    started = await cli("start", "echo", "-p", "message=hi", **down)
+    assert started.code == 0, started
+    execution_id = started.stdout.strip()
+    assert started.stdout == f"{execution_id}\n" and execution_id.startswith("exec-"), started
+    assert "projection database unreachable" in started.stderr
+    for _ in range(100):
+        shown = await cli("status", execution_id, "--json", **down)
+        assert shown.code == 0, shown
+        if shown.json()["status"] == "completed":
+            break
+        await asyncio.sleep(0.3)
+    assert shown.json()["status"] == "completed", shown
