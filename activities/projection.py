@@ -1,20 +1,23 @@
 """The workflow's bookkeeping activities: a composite's start, and every end its one activity did not record.
 
-They run as local activities of ToolExecutionWorkflow (cheap: no task-queue round trip) and are retried
-with backoff while the database is unavailable (a failed write raises the retryable DatabaseError), so a
-projection outage delays the bookkeeping, never the execution's result.
+They run as local activities of ToolExecutionWorkflow (cheap: no task-queue round trip). A composite's
+``prepare_execution`` is retried with backoff while the database is unavailable (a composite starts once its
+row exists); ``finish_execution`` hands its write to the projection's spool, so a projection outage delays
+the bookkeeping, never the execution's result.
 
 - ``prepare_execution`` (composites): validate the request and the caller's right to run every step's tool,
   insert the row (``running``: a composite runs from its start) with its "validated" line, hand over the plan
   of steps.
 - ``finish_execution``: write the terminal status, output, error, end time and duration with the terminal
   line and metrics (:meth:`~stepflow.db.writer.ProjectionWriter.record_execution_end`), inserting the row
-  first if the execution never wrote one.
+  first if the execution never wrote one; waiting for the database only a few seconds (the spool and the
+  reconciler carry on from there).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -44,11 +47,14 @@ class ProjectionActivities:
         writer: ProjectionWriter,
         executor: ExecutorSettings,
         permissions: ExecutionPermissionChecker,
+        *,
+        end_wait: timedelta = timedelta(seconds=5),
     ) -> None:
         self._registry = registry
         self._writer = writer
         self._executor = executor
         self._permissions = permissions
+        self._end_wait = end_wait
 
     @activity.defn(name=PREPARE_EXECUTION)
     async def prepare_execution(self, job: PrepareInput) -> PreparedExecution:
@@ -95,11 +101,12 @@ class ProjectionActivities:
 
     @activity.defn(name=FINISH_EXECUTION)
     async def finish_execution(self, end: FinishInput) -> str | None:
-        """Write the terminal state (once), inserting the row first if it is missing.
+        """Write the terminal state (final: it overwrites a provisional one), inserting the row if missing.
 
-        Returns the version on the row: it goes into the history with this activity's result, where
-        ``projection rebuild`` finds it; None when the execution cannot have a row (its tool is unknown to
-        the tools table, so the row's foreign key has nothing to point at).
+        The execution's outcome never waits on the database: the write is handed to the projection's spool and
+        awaited at most ``end_wait``; past that the execution closes and the spool keeps trying (the worker's
+        reconciler writes the row from the history should this worker stop first). Returns the version on the
+        row: it goes into the history with this activity's result, where ``projection rebuild`` finds it.
         """
         request, result = end.request, end.result
         version = result.metadata.version or request.version
@@ -112,14 +119,22 @@ class ProjectionActivities:
         assert start_time is not None and end_time is not None, "a workflow's result always has its timing"
         start = ExecutionStart(result.execution_id, request, version, start_time)
         ops_metrics.terminal_state_pending(result.execution_id)
-        try:
-            await self._writer.record_execution_end(start, result, final=True)
-        except DatabaseError as error:
-            if isinstance(error.__cause__, IntegrityError):
-                log.warning("execution not recorded: its tool is unknown", execution_id=result.execution_id)
-                ops_metrics.terminal_state_written(result.execution_id)
-                return None
-            raise
-        ops_metrics.terminal_state_written(result.execution_id)
         ops_metrics.execution_ended(result.execution_id, result.status, result.error, end_time, start=start)
+
+        async def write() -> None:
+            try:
+                await self._writer.record_execution_end(start, result, final=True)
+            except DatabaseError as error:
+                if not isinstance(error.__cause__, IntegrityError):
+                    raise  # the database is unavailable: the spool tries again
+                log.warning("execution not recorded: its tool is unknown", execution_id=result.execution_id)
+            ops_metrics.terminal_state_written(result.execution_id)
+
+        what = f"end of {result.execution_id}"
+        if not await self._writer.spool.submit_and_wait(write, what=what, wait_s=self._end_wait.total_seconds()):
+            log.warning(
+                "end not recorded yet: the projection database is unavailable; this worker keeps trying, and the "
+                "reconciler writes it from the history if this worker stops first",
+                execution_id=result.execution_id,
+            )
         return version

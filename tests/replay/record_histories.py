@@ -12,6 +12,9 @@ projection, runs each path of an atomic tool's execution through the Executor an
 - ``invalid``            ``sleep`` with a parameter of the wrong type
 - ``worker_lost``        ``sleep`` 6 s on a ``stepflow worker`` process that is killed (SIGKILL) while the tool
                          runs; another worker takes over once the heartbeat timeout has passed
+- ``projection_down``    ``fail`` while the projection database refuses connections: the starter cannot read
+                         the tool's kind (``resolve_tool`` asks the worker), and the execution closes though
+                         ``finish_execution`` could not write its end (the spool and the reconciler will)
 
 ``tool_nondeterministic.json`` is a copy of ``tool_completed`` whose ``run_and_record`` activity was
 scheduled under another activity type, a history the current code cannot have produced: the replay test
@@ -42,14 +45,28 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.names import RUN_AND_RECORD
+from starter.executor import Executor
 from stepflow import search_attributes
 from stepflow.converter import DATA_CONVERTER
+from stepflow.db.projection import Projection
+from stepflow.identity import LOCAL_ADMIN
 from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
 from tests.cli.conftest import STEPFLOW, cli_environment
 from tests.conftest import BIN, executor_for, make_settings, running_worker
+from worker.build import build_registry, build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
-PATHS = ("completed", "retried_completed", "failed", "timed_out", "cancelled", "invalid", "worker_lost")
+PATHS = (
+    "completed",
+    "retried_completed",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "invalid",
+    "worker_lost",
+    "projection_down",
+)
+UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"  # connection refused
 PREFIX = "tool"
 ALTERED = "tool_nondeterministic"
 RENAMED_ACTIVITY = "run_and_record_renamed"
@@ -88,6 +105,23 @@ async def _wait_running(client: Client, execution_id: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"{execution_id} never reported progress")
+
+
+async def _record_projection_down(env: WorkflowEnvironment, data_dir: Path) -> Path:
+    """``fail`` while the database refuses connections: the kind asked of the worker, the end left to the spool."""
+    settings = make_settings(data_dir, database_url=UNREACHABLE_DATABASE)
+    registry = build_registry(settings)
+    projection = await Projection.open(settings.resolved_database_url, required=False)
+    try:
+        async with build_worker(env.client, settings, registry, projection):
+            executor = Executor(env.client, projection, settings, principal=LOCAL_ADMIN)
+            request = ExecutionRequest(tool_id="fail", parameters={"message": "no database"})
+            execution_id = await executor.execute_tool_async(request)
+            with contextlib.suppress(WorkflowFailureError):
+                await env.client.get_workflow_handle(execution_id).result()
+    finally:
+        await projection.close(spool_timeout=0)
+    return await _save(env.client, execution_id, "projection_down")
 
 
 async def _record_worker_lost(env: WorkflowEnvironment, data_dir: Path) -> Path:
@@ -172,6 +206,8 @@ async def record(names: set[str]) -> list[Path]:
             saved = await _record_basic(env, Path(tmp) / "basic", names)
             if "worker_lost" in names:
                 saved.append(await _record_worker_lost(env, Path(tmp) / "worker-lost"))
+            if "projection_down" in names:
+                saved.append(await _record_projection_down(env, Path(tmp) / "projection-down"))
     finally:
         await env.shutdown()
     if "completed" in names:

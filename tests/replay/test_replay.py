@@ -50,6 +50,7 @@ EXPECTED = {
     "timed_out": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, 1, [LOCAL_ACTIVITY]),
     "invalid": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, 1, [LOCAL_ACTIVITY]),
     "worker_lost": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, 2, [PATCH]),
+    "projection_down": (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, 1, [LOCAL_ACTIVITY, LOCAL_ACTIVITY]),
 }
 # Histories recorded before a change to the workflow's commands, which the code must still replay (patched()).
 BEFORE = {
