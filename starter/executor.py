@@ -29,8 +29,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starter.admission import AdmissionControl
 from starter.tool_catalog import ToolCatalog
+from stepflow import request_checks, temporal_state
 from stepflow import search_attributes as sa
-from stepflow import temporal_state
 from stepflow.config import Settings, load_settings
 from stepflow.contracts import SchedulingOptions, ToolExecutionInput, WorkflowRuntimeOptions
 from stepflow.db import rows
@@ -106,13 +106,20 @@ class Executor:
 
     @tracing.traced("stepflow.start")
     async def execute_tool_async(self, request: ExecutionRequest) -> str:
-        """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
+        """Start the execution and return its id; the same (tenant, request_id) returns the same id.
+
+        Nothing starts for a request that fails a check: the models' constraints, this engine's caps
+        (InvalidParameters, ResourceLimitExceeded), the tools table (ToolNotFound), the tool's parameter schema.
+        """
+        request = request_checks.revalidated(request)
+        request_checks.check_caps(self.settings.executor, request)
         if not request.context.request_id:
             context = request.context.model_copy(update={"request_id": str(uuid.uuid4())})
             request = request.model_copy(update={"context": context})
         execution_id = execution_id_for(request.context.tenant_id, request.context.request_id)
         tracing.bind_execution(execution_id, request)
         tool = await self._tools.find(request)
+        request_checks.check_schema(tool, request)
         if request.context.parent_execution_id is not None:
             await self._check_parent(request.context.parent_execution_id, request.context.tenant_id)
         await self._admission.admit()
@@ -197,6 +204,7 @@ class Executor:
 
     async def list_steps(self, execution_id: str, *, tenant_id: str | None = None) -> list[ExecutionInfo]:
         """The child executions of a composite (its steps), in the order they started; [] for other tools."""
+        request_checks.checked_execution_id(execution_id)
         found = await self.projection.reader.list_executions(
             ExecutionFilter(parent_execution_id=execution_id, tenant_id=tenant_id, limit=10_000)
         )
@@ -204,6 +212,7 @@ class Executor:
 
     async def get_logs(self, execution_id: str, *, after_id: int = 0, tenant_id: str | None = None) -> list[LogEntry]:
         """An execution's log lines (tool lines and lifecycle events), oldest first."""
+        request_checks.checked_execution_id(execution_id)
         if tenant_id is not None:
             await self._row(execution_id, tenant_id)
         return await self.projection.reader.get_logs(execution_id, after_id=after_id)
@@ -248,6 +257,7 @@ class Executor:
             ) from None
 
     async def _describe(self, execution_id: str, tenant_id: str | None) -> WorkflowExecutionDescription | None:
+        request_checks.checked_execution_id(execution_id)
         try:
             description = await self.client.get_workflow_handle(execution_id).describe()
         except RPCError as exc:

@@ -26,11 +26,11 @@ from typing import Any, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
+from stepflow.constraints import TOOL_ID_PATTERN
 from stepflow.errors import ConfigError, InternalError, InvalidParameters, ResourceLimitExceeded, ToolNotFound
 from stepflow.models import ExecutionContext, JsonDict, ResourceLimits, ToolInfo
 
 _TOOL_ATTRIBUTE = "__stepflow_tool__"
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
 class ToolLogger(Protocol):
@@ -79,9 +79,9 @@ class ToolDefinition:
     """Safe to run again after its worker was lost mid-run (see docs/reliability.md)."""
 
     def __post_init__(self) -> None:
-        if not _ID_PATTERN.match(self.id):
+        if not TOOL_ID_PATTERN.fullmatch(self.id):
             raise ValueError(f"invalid tool id {self.id!r}: use letters, digits, '.', '_' and '-'")
-        if not _ID_PATTERN.match(self.version):
+        if not TOOL_ID_PATTERN.fullmatch(self.version):
             raise ValueError(f"invalid version {self.version!r} for tool {self.id!r}")
 
     @property

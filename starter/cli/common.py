@@ -142,7 +142,8 @@ def fail(error: ExecutorError, *, as_json: bool = False) -> NoReturn:
 
 
 def run(body: Coroutine[Any, Any, int | None], *, as_json: bool = False) -> None:
-    """Run an async command body; ExecutorError becomes a message and an exit code, Ctrl-C exits 130."""
+    """Run an async command body; ExecutorError becomes a message and an exit code, Ctrl-C exits 130, and
+    anything unexpected an InternalError line (exit 10) rather than a traceback."""
     try:
         code = asyncio.run(body)
     except ExecutorError as error:
@@ -154,5 +155,12 @@ def run(body: Coroutine[Any, Any, int | None], *, as_json: bool = False) -> None
     except KeyboardInterrupt:
         console.stderr.print("interrupted")
         raise typer.Exit(130) from None
+    except Exception as error:  # a bug: one line, as every other error, and the traceback only when asked for
+        if VERBOSE:
+            console.stderr.print_exception()
+        fail(
+            InternalError(f"unexpected {type(error).__name__}: {error} (run with --verbose for the traceback)"),
+            as_json=as_json,
+        )
     if code:
         raise typer.Exit(code)
