@@ -11,15 +11,16 @@ refuses what this engine's settings or the tool's schema do not:
   wrong-type parameter is refused at submission; the worker checks again against the tool itself. The check
   allows what pydantic's lax mode converts (``"3"`` for an integer, ``"yes"`` for a boolean), so a request
   the worker would accept is never refused here.
-- :func:`revalidated` and :func:`checked_execution_id`: the models' constraints for a request made without
-  them (``model_copy``) and for an execution id given to status, result, cancel or logs.
+- :func:`parse_request`, :func:`revalidated` and :func:`checked_execution_id`: the models' constraints as
+  InvalidParameters, for plain data (the CLI's options, a JSON body), for a request made without them
+  (``model_copy``, ``model_construct``) and for an execution id given to status, result, cancel or logs.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jsonschema
@@ -102,13 +103,19 @@ def check_schema(tool: ToolInfo, request: ExecutionRequest) -> None:
     )
 
 
+def parse_request(raw: Mapping[str, Any], names: Mapping[str, str] | None = None) -> ExecutionRequest:
+    """A request from plain data (a JSON body, the CLI's options), or InvalidParameters naming each field that
+    fails the models' constraints (``names`` renames fields in the message, e.g. to the CLI's options)."""
+    try:
+        return ExecutionRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidParameters(f"invalid request: {constraints.describe_validation_error(exc, names)}") from None
+
+
 def revalidated(request: ExecutionRequest) -> ExecutionRequest:
     """The request checked against the models' constraints again (``model_copy`` and ``model_construct`` skip
     them); InvalidParameters naming each field that fails."""
-    try:
-        return ExecutionRequest.model_validate(request.model_dump())
-    except ValidationError as exc:
-        raise InvalidParameters(f"invalid request: {constraints.describe_validation_error(exc)}") from None
+    return parse_request(request.model_dump(warnings=False))
 
 
 def checked_execution_id(execution_id: str) -> str:
@@ -125,7 +132,7 @@ def _problem(error: jsonschema.ValidationError) -> str:
     return f"{where}: {message}"
 
 
-# --- a type checker with pydantic's lax conversions -------------------------------------------------------
+# --- the `type` keyword with pydantic's lax conversions ---------------------------------------------------
 
 _BOOLEAN_TEXT = frozenset({"0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes"})
 
@@ -137,33 +144,33 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _lax_integer(checker: Any, instance: Any) -> bool:
-    if isinstance(instance, str):
-        number = _number(instance)
-        return number is not None and number.is_integer()
-    return isinstance(instance, bool) or _STRICT.TYPE_CHECKER.is_type(instance, "integer")
+def _converts(instance: Any, json_type: str) -> bool:
+    """Whether pydantic's lax mode turns ``instance`` into ``json_type`` (only where a JSON type differs)."""
+    if json_type == "integer":
+        if isinstance(instance, str):
+            number = _number(instance)
+            return number is not None and number.is_integer()
+        return isinstance(instance, bool)
+    if json_type == "number":
+        return isinstance(instance, bool) or (isinstance(instance, str) and _number(instance) is not None)
+    if json_type == "boolean":
+        if isinstance(instance, str):
+            return instance.strip().lower() in _BOOLEAN_TEXT
+        return isinstance(instance, int | float) and instance in (0, 1)
+    return False
 
 
-def _lax_number(checker: Any, instance: Any) -> bool:
-    if isinstance(instance, str):
-        return _number(instance) is not None
-    return isinstance(instance, bool | int | float)
-
-
-def _lax_boolean(checker: Any, instance: Any) -> bool:
-    if isinstance(instance, str):
-        return instance.strip().lower() in _BOOLEAN_TEXT
-    return isinstance(instance, bool) or (isinstance(instance, int | float) and instance in (0, 1))
+def _lax_type(validator: Any, types: Any, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    """The ``type`` keyword, also passing what pydantic converts. Only this keyword is lax: ``minimum`` and the
+    others still see a string as a string (and leave it to the worker)."""
+    types = [types] if isinstance(types, str) else list(types)
+    if not any(validator.is_type(instance, kind) or _converts(instance, kind) for kind in types):
+        yield jsonschema.ValidationError(f"{instance!r} is not of type {', '.join(repr(kind) for kind in types)}")
 
 
 _STRICT: Any = jsonschema.Draft202012Validator
 _extend: Any = jsonschema.validators.extend
-_LAX: Any = _extend(
-    _STRICT,
-    type_checker=_STRICT.TYPE_CHECKER.redefine_many(
-        {"integer": _lax_integer, "number": _lax_number, "boolean": _lax_boolean}
-    ),
-)
+_LAX: Any = _extend(_STRICT, validators={"type": _lax_type})
 
 
 @functools.lru_cache(maxsize=256)

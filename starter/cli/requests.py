@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
-from stepflow.constraints import MAX_PARAMETERS_DEPTH, describe_validation_error
+from stepflow.constraints import MAX_PARAMETERS_DEPTH
 from stepflow.errors import InvalidParameters
 from stepflow.models import ExecutionRequest, Priority
+from stepflow.request_checks import parse_request
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -128,11 +127,9 @@ def build_request(
         },
     }
     try:
-        return ExecutionRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidParameters(
-            f"invalid request: {describe_validation_error(exc, OPTION_NAMES)}; `stepflow run --help` lists the options"
-        ) from None
+        return parse_request(raw, OPTION_NAMES)
+    except InvalidParameters as error:
+        raise InvalidParameters(f"{error.message}; `stepflow run --help` lists the options") from None
 
 
 def _seconds(milliseconds: int) -> float:
