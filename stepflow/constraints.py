@@ -85,6 +85,13 @@ def check_text_id(value: str, *, required: bool) -> str:
     return value
 
 
+def check_filter_text(value: str | None) -> str | None:
+    """A value to filter on (a list's tenant, user, tool...): printable, at most 1000 characters, as any id is."""
+    if value is not None and (len(value) > 1000 or not value.isprintable()):
+        raise ValueError(f"{_shown(value)} cannot be an id to filter on: ids are printable text, at most 1000")
+    return value
+
+
 def execution_id_problem(value: str) -> str | None:
     """Why ``value`` cannot be an execution id, or None when it can."""
     if not value:

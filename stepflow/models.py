@@ -266,6 +266,11 @@ class ExecutionFilter(_Model):
     started_before: datetime | None = None
     limit: int = Field(default=100, gt=0, le=10_000)
 
+    @field_validator("tool_id", "tenant_id", "user_id", "parent_execution_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return constraints.check_filter_text(value)
+
 
 class ExecutionInfo(_Model):
     """One row of the ``executions`` table, as listed."""
@@ -327,6 +332,11 @@ class MetricFilter(_Model):
     since: datetime | None = Field(default=None, description="Executions started at or after this time.")
     until: datetime | None = Field(default=None, description="Executions started before this time.")
     limit: int = Field(default=1000, gt=0, le=100_000)
+
+    @field_validator("execution_id", "name", "tool_id", "tenant_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return constraints.check_filter_text(value)
 
 
 class ExecutionMetrics(_Model):

@@ -125,6 +125,9 @@ REFUSED: dict[str, Case] = {
     # list's options
     "list-since-overflow": Case(("list", "--since", "99999999999d", "--json"), "InvalidParameters", ("--since",)),
     "list-limit-zero": Case(("list", "--limit", "0", "--json"), "InvalidParameters", ("limit",)),
+    "metrics-tenant-control": Case(
+        ("metrics", "--tenant", "acme\x1b[2J", "--json"), "InvalidParameters", ("cannot be an id to filter on",)
+    ),
 }
 
 VALID: dict[str, tuple[str, ...]] = {

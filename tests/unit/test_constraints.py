@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from stepflow import constraints, registry
 from stepflow.constraints import MAX_PARAMETERS_DEPTH, MAX_RETRY_DELAY, MAX_TIMEOUT, json_problem
-from stepflow.models import ExecutionContext, ExecutionOptions, ExecutionRequest
+from stepflow.models import ExecutionContext, ExecutionFilter, ExecutionOptions, ExecutionRequest, MetricFilter
 from stepflow.registry import ToolDefinition
 
 
@@ -182,3 +182,11 @@ def test_field_names_can_be_renamed_for_the_cli() -> None:
     assert constraints.describe_validation_error(error.value, {"options.timeout": "--timeout"}).startswith(
         "--timeout: must be more than 0"
     )
+
+
+@pytest.mark.parametrize("model", [ExecutionFilter, MetricFilter])
+def test_filters_refuse_what_no_id_can_be(model: type[ExecutionFilter] | type[MetricFilter]) -> None:
+    """A NUL would reach PostgreSQL as a DatabaseError; no id holds one, so it is InvalidParameters at once."""
+    with pytest.raises(ValidationError, match="cannot be an id to filter on"):
+        model(tenant_id="acme\x00")
+    assert model(tenant_id=f"o'brien{'; DROP TABLE executions; --'}").tenant_id
