@@ -18,8 +18,7 @@ refuses what this engine's settings or the tool's schema do not:
 
 from __future__ import annotations
 
-import functools
-import json
+import copy
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -32,7 +31,7 @@ from pydantic_core import to_json
 from stepflow import constraints
 from stepflow.config import ExecutorSettings
 from stepflow.errors import InvalidParameters, ResourceLimitExceeded
-from stepflow.models import ExecutionRequest, ResourceLimits, ToolInfo
+from stepflow.models import ExecutionRequest, JsonDict, ResourceLimits, ToolInfo
 
 MAX_SCHEMA_PROBLEMS = 5
 """How many schema problems an InvalidParameters message lists."""
@@ -84,7 +83,7 @@ def check_schema(tool: ToolInfo, request: ExecutionRequest) -> None:
         return
     if request.version is not None and request.version != tool.version:
         return
-    validator = _validator(json.dumps(tool.parameters_schema, sort_keys=True), strict=tool.kind == "command")
+    validator = _validator(tool)
     if validator is None:
         return
     try:
@@ -173,14 +172,24 @@ _extend: Any = jsonschema.validators.extend
 _LAX: Any = _extend(_STRICT, validators={"type": _lax_type})
 
 
-@functools.lru_cache(maxsize=256)
-def _validator(schema_json: str, *, strict: bool) -> Validator | None:
-    """A validator of the schema (strict types for command tools, pydantic's lax ones for the others); None
-    when the schema is not a valid JSON schema."""
-    schema = json.loads(schema_json)
+_VALIDATORS: dict[tuple[str, str, bool], tuple[JsonDict, Validator | None]] = {}
+"""A validator per tool, version and strictness, kept while the tool's schema stays equal to the one it checks."""
+
+
+def _validator(tool: ToolInfo) -> Validator | None:
+    """A validator of the tool's schema (strict types for command tools, pydantic's lax ones for the others);
+    None when the schema is not a valid JSON schema."""
+    strict = tool.kind == "command"
+    key = (tool.id, tool.version, strict)
+    cached = _VALIDATORS.get(key)
+    if cached is not None and cached[0] == tool.parameters_schema:
+        return cached[1]
+    schema = copy.deepcopy(tool.parameters_schema)
     cls: Callable[..., Validator] = _STRICT if strict else _LAX
     try:
         _STRICT.check_schema(schema)
+        validator: Validator | None = cls(schema)
     except jsonschema.SchemaError:
-        return None
-    return cls(schema)
+        validator = None
+    _VALIDATORS[key] = (schema, validator)
+    return validator
