@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import resource
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ VALID: dict[str, tuple[str, ...]] = {
     "unicode": ("--params", '{"text": "h\u00e9llo \U0001f389 \u4e2d\u6587 \u05e2\u05d1\u05e8\u05d9\u05ea"}'),
     "sql-everywhere": (
         *("-p", f"q={SQL}", "--user", f"o'brien{SQL}", "--session", 'x"; DELETE FROM tools; --'),
-        *("--request-id", SQL),
+        *("--request-id", SQL + uuid.uuid4().hex[:8]),  # unique: a request id names one execution server-wide
     ),
     "control-in-values": ("-p", "text=esc\x1b[31m tab\t new\nline"),
     "options-at-limits": ("--timeout", "604800", "--retry-delay", "3600000", "--retries", "3"),

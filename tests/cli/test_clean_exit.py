@@ -20,7 +20,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from stepflow.config import Settings
-from tests.cli.conftest import STEPFLOW, CliResult, run_cli
+from tests.cli.conftest import STEPFLOW, CliResult
 from worker.build import build_registry, running_projection
 
 pytestmark = [pytest.mark.dev_server, pytest.mark.faults, pytest.mark.timeout(900)]
@@ -33,34 +33,60 @@ CYCLES_PER_LANE = 10
 FATAL = "Fatal Python error"
 
 
-async def start_wave(index: int, gate: asyncio.Semaphore, env: dict[str, str]) -> CliResult:
+class Spawned:
+    """Every process the test starts, so that none outlives it when the test fails."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    async def spawn(self, *args: str, merge_stderr: bool = False) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            STEPFLOW,
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+        )
+        self.processes.append(process)
+        return process
+
+    async def kill_the_rest(self) -> None:
+        for process in self.processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def start_one(index: int, gate: asyncio.Semaphore, spawned: Spawned) -> CliResult:
     async with gate:
-        return await run_cli("start", "echo", "-p", f"n={index}", env=env, within=180)
+        args = ("start", "echo", "-p", f"n={index}")
+        process = await spawned.spawn(*args)
+        out, err = await asyncio.wait_for(process.communicate(), 300)
+        assert process.returncode is not None
+        return CliResult(args, process.returncode, out.decode(), err.decode())
 
 
-async def worker_cycle(env: dict[str, str]) -> tuple[int, str]:
+async def worker_cycle(spawned: Spawned) -> tuple[int, str]:
     """Start ``stepflow worker``, wait until it polls, SIGTERM it; its exit status and its output."""
-    process = await asyncio.create_subprocess_exec(
-        STEPFLOW, "worker", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
+    process = await spawned.spawn("worker", merge_stderr=True)
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while not any("worker started" in line for line in lines):
-        remaining = deadline - time.monotonic()
-        line = await asyncio.wait_for(process.stdout.readline(), max(remaining, 0.1))
+        line = await asyncio.wait_for(process.stdout.readline(), max(deadline - time.monotonic(), 0.1))
         if not line:
             break  # it ended before it started: its status and output tell why
         lines.append(line.decode(errors="replace"))
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
-    rest = await asyncio.wait_for(process.stdout.read(), 60)
-    code = await asyncio.wait_for(process.wait(), 60)
+    rest = await asyncio.wait_for(process.stdout.read(), 120)
+    code = await asyncio.wait_for(process.wait(), 120)
     return code, "".join(lines) + rest.decode(errors="replace")
 
 
-async def worker_lane(env: dict[str, str]) -> list[tuple[int, str]]:
-    return [await worker_cycle(env) for _ in range(CYCLES_PER_LANE)]
+async def worker_lane(spawned: Spawned) -> list[tuple[int, str]]:
+    return [await worker_cycle(spawned) for _ in range(CYCLES_PER_LANE)]
 
 
 async def test_parallel_starts_and_worker_restarts_all_exit_with_their_documented_status(
@@ -69,10 +95,14 @@ async def test_parallel_starts_and_worker_restarts_all_exit_with_their_documente
     async with running_projection(settings, build_registry(settings)):
         pass  # the tools table, as a worker leaves it: the starts need not wait for the first worker
     began = time.monotonic()
-    gate = asyncio.Semaphore(WAVE)
-    starts = asyncio.gather(*(start_wave(index, gate, cli_env) for index in range(STARTS)))
-    lanes = asyncio.gather(*(worker_lane(cli_env) for _ in range(WORKER_LANES)))
-    started, cycles = await asyncio.gather(starts, lanes)
+    gate, spawned = asyncio.Semaphore(WAVE), Spawned(cli_env)
+    try:
+        started, cycles = await asyncio.gather(
+            asyncio.gather(*(start_one(index, gate, spawned) for index in range(STARTS))),
+            asyncio.gather(*(worker_lane(spawned) for _ in range(WORKER_LANES))),
+        )
+    finally:
+        await spawned.kill_the_rest()
     elapsed = time.monotonic() - began
 
     aborted = [result for result in started if result.code == -signal.SIGABRT or FATAL in result.stderr]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ pytestmark = pytest.mark.dev_server
 
 SQL = "'; DROP TABLE executions; --"
 MIB = 1024 * 1024
+RUN = uuid.uuid4().hex[:8]
+"""Makes request ids unique to this run: the same (tenant, request id) is the same execution, server-wide."""
 
 
 def nested(depth: int) -> Any:
@@ -284,7 +287,7 @@ VALID: dict[str, dict[str, Any]] = {
     "unicode": {"parameters": {"text": "h\u00e9llo \U0001f389 \u4e2d\u6587 \u05e2\u05d1\u05e8\u05d9\u05ea \u202e"}},
     "sql-everywhere": {
         "parameters": {SQL: SQL, "q": "' OR '1'='1"},
-        "context": {"user_id": f"o'brien{SQL}", "session_id": 'x"; DELETE FROM tools; --', "request_id": SQL},
+        "context": {"user_id": f"o'brien{SQL}", "session_id": 'x"; DELETE FROM tools; --', "request_id": SQL + RUN},
     },
     "control-in-strings": {"parameters": {"text": "nul\x00 esc\x1b[31m tab\t new\nline \x7f"}},
     "numbers": {"parameters": {"big": 2**70, "small": -(2**70), "float": 1.5e308, "tiny": 5e-324, "zero": -0.0}},
