@@ -2,7 +2,8 @@
 
 ``prepare_execution`` (the local activity of a composite) and ``run_and_record`` (the one activity of an
 atomic tool's execution) resolve and validate a request the same way, and record the same "validated" /
-"validation failed: ..." lifecycle line.
+"validation failed: ..." lifecycle line. The caps are the ones the Executor checked at submission
+(:mod:`stepflow.request_checks`), applied again with this worker's settings.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from datetime import UTC, datetime
 
 from stepflow.config import ExecutorSettings
 from stepflow.errors import InvalidParameters, ResourceLimitExceeded
-from stepflow.models import ErrorInfo, ExecutionRequest, JsonDict, LogEntry, LogLevel, ResourceLimits
+from stepflow.models import ErrorInfo, ExecutionRequest, JsonDict, LogEntry, LogLevel
 from stepflow.registry import ToolDefinition, ToolRegistry
+from stepflow.request_checks import check_caps
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ def check_request(
     invalid: ErrorInfo | None = None
     parameters: JsonDict = {}
     try:
+        check_caps(caps, request)
         parameters = definition.validate_parameters(request.parameters)
-        check_limits(caps, request.options.resource_limits)
         definition.check_resource_limits(request.options.resource_limits)
     except (InvalidParameters, ResourceLimitExceeded) as problem:
         invalid = ErrorInfo(type=problem.kind, message=problem.message)
@@ -55,20 +57,3 @@ def check_request(
             metadata={"seq": "prepare", "tool_id": definition.id, "version": definition.version, "attempt": 0},
         )
     return CheckedRequest(definition, parameters, invalid, line)
-
-
-def check_limits(caps: ExecutorSettings, limits: ResourceLimits) -> None:
-    """ResourceLimitExceeded if a requested limit is above the engine's configured maximum."""
-    maxima = {
-        "memory_mb": caps.max_memory_mb,
-        "cpu_seconds": caps.max_cpu_seconds,
-        "max_processes": caps.max_processes,
-        "max_output_bytes": caps.max_output_bytes,
-    }
-    for name, cap in maxima.items():
-        value = getattr(limits, name)
-        if value is not None and value > cap:
-            raise ResourceLimitExceeded(
-                f"resource_limits.{name}={value} is above this engine's maximum of {cap}; ask for less "
-                f"or raise STEPFLOW_EXECUTOR_MAX_{name.upper().removeprefix('MAX_')}"
-            )

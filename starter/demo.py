@@ -66,6 +66,8 @@ class DemoCase:
     """Cancel this many seconds after the tool started running."""
     expect_error: str | None = None
     """The error kind a failed case must report (``ExecutionFailed``, ``InvalidParameters``...)."""
+    refused: bool = False
+    """The request must be refused with ``expect_error`` before anything starts: no execution, no row."""
 
     def request(self) -> ExecutionRequest:
         return ExecutionRequest(
@@ -119,9 +121,10 @@ DEMO_CASES: list[DemoCase] = [
         "rejected",
         "sleep",
         ExecutionStatus.FAILED,
-        "parameters fail the tool's schema",
+        "parameters fail the tool's schema: refused before anything starts",
         {"seconds": -1},
         expect_error="InvalidParameters",
+        refused=True,
     ),
     DemoCase(
         "cancelled",
@@ -146,13 +149,15 @@ class CaseOutcome:
     """How a case ended, as Temporal and the executions table report it."""
 
     case: DemoCase
-    execution_id: str
-    status: ExecutionStatus
+    execution_id: str | None
+    status: ExecutionStatus | None
     row_status: ExecutionStatus | None
     error_type: str | None
 
     @property
     def ok(self) -> bool:
+        if self.case.refused:
+            return self.execution_id is None and self.error_type == self.case.expect_error
         return (
             self.status == self.case.expect
             and self.row_status == self.case.expect
@@ -205,7 +210,15 @@ async def demo_data_dir(keep_data: bool) -> AsyncIterator[Path]:
 
 async def run_case(executor: Executor, case: DemoCase) -> CaseOutcome:
     """Start one case, cancel it when it asks for it, wait for its end and read its row."""
-    execution_id = await executor.execute_tool_async(case.request())
+    try:
+        execution_id = await executor.execute_tool_async(case.request())
+    except ExecutorError as error:
+        if not case.refused:
+            raise
+        refused = CaseOutcome(case=case, execution_id=None, status=None, row_status=None, error_type=error.kind)
+        mark = "[green]ok[/]" if refused.ok else "[bold red]UNEXPECTED[/]"
+        console.stdout.print(f"  {mark}  {case.name:<10} {case.tool_id:<6} -> refused  ({case.description})")
+        return refused
     if case.cancel_after is not None:
         # Temporal pushes no "activity started" event to clients: poll the execution's description.
         while (await executor.get_execution_status(execution_id)) is not ExecutionStatus.RUNNING:  # noqa: ASYNC110
@@ -225,7 +238,7 @@ async def run_case(executor: Executor, case: DemoCase) -> CaseOutcome:
     )
     mark = "[green]ok[/]" if outcome.ok else "[bold red]UNEXPECTED[/]"
     console.stdout.print(
-        f"  {mark}  {case.name:<10} {case.tool_id:<6} -> {styled(outcome.status)}  ({case.description})"
+        f"  {mark}  {case.name:<10} {case.tool_id:<6} -> {styled(result.status)}  ({case.description})"
     )
     return outcome
 

@@ -33,8 +33,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from starter.access import Access
 from starter.admission import AdmissionControl
 from starter.tool_catalog import ToolCatalog
+from stepflow import request_checks, temporal_state
 from stepflow import search_attributes as sa
-from stepflow import temporal_state
 from stepflow.config import Settings, load_settings
 from stepflow.contracts import SchedulingOptions, ToolExecutionInput, WorkflowRuntimeOptions
 from stepflow.db import rows
@@ -165,8 +165,14 @@ class Executor:
 
     @tracing.traced("stepflow.start")
     async def execute_tool_async(self, request: ExecutionRequest) -> str:
-        """Start the execution and return its id; the same (tenant, request_id) returns the same id."""
-        request = self._access.bind(request)
+        """Start the execution and return its id; the same (tenant, request_id) returns the same id.
+
+        Nothing starts for a request that fails a check: the models' constraints, this engine's caps
+        (InvalidParameters, ResourceLimitExceeded), the principal's rights (PermissionDenied), the tools table
+        (ToolNotFound), the tool's parameter schema.
+        """
+        request = request_checks.revalidated(self._access.bind(request))
+        request_checks.check_caps(self.settings.executor, request)
         if not request.context.request_id:
             context = request.context.model_copy(update={"request_id": str(uuid.uuid4())})
             request = request.model_copy(update={"context": context})
@@ -174,6 +180,7 @@ class Executor:
         tracing.bind_execution(execution_id, request)
         await self._access.check_start(request)
         tool = await self._shared.tools.find(request)
+        request_checks.check_schema(tool, request)
         if request.context.parent_execution_id is not None:
             await self._check_parent(request.context.parent_execution_id, request.context.tenant_id)
         await self._shared.admission.admit()
@@ -258,12 +265,14 @@ class Executor:
 
     async def list_steps(self, execution_id: str) -> list[ExecutionInfo]:
         """The child executions of a composite (its steps), in the order they started; [] for other tools."""
+        request_checks.checked_execution_id(execution_id)
         scoped = self._access.executions(ExecutionFilter(parent_execution_id=execution_id, limit=10_000))
         found = await self.projection.reader.list_executions(scoped)
         return sorted(found, key=lambda row: (row.start_time, row.execution_id))
 
     async def get_logs(self, execution_id: str, *, after_id: int = 0) -> list[LogEntry]:
         """An execution's log lines (tool lines and lifecycle events), oldest first."""
+        request_checks.checked_execution_id(execution_id)
         tenant = self._access.tenant_scope(None)
         if tenant is not None:
             await self._row(execution_id)  # another tenant's execution is PermissionDenied, not an empty list
@@ -312,6 +321,7 @@ class Executor:
 
     async def _describe(self, execution_id: str) -> WorkflowExecutionDescription | None:
         """Temporal's description of the execution (None if Temporal has no such execution), if readable."""
+        request_checks.checked_execution_id(execution_id)
         try:
             description = await self.client.get_workflow_handle(execution_id).describe()
         except RPCError as exc:

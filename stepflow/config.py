@@ -11,7 +11,8 @@ variable                                  what it sets
 ========================================  =========================================================
 STEPFLOW_EXECUTOR_MAX_CONCURRENT_EXECUTIONS  worker slots for tool activities (and workflow tasks)
 STEPFLOW_EXECUTOR_DEFAULT_TIMEOUT         per-attempt timeout when a request gives none (s)
-STEPFLOW_EXECUTOR_MAX_RETRY_COUNT         cap on a request's ``retry_count``
+STEPFLOW_EXECUTOR_MAX_RETRY_COUNT         cap on a request's ``retry_count`` (above it: refused)
+STEPFLOW_EXECUTOR_MAX_PARAMETERS_BYTES    cap on a request's parameters, as JSON (above it: refused)
 STEPFLOW_EXECUTOR_RETRY_DELAY             retry delay when a request gives none (ms)
 STEPFLOW_SCHEDULER_QUEUE_SIZE             admission limit: new executions are refused (ResourceLimitExceeded)
                                           while the task queue's backlog is at least this long (0 = no limit)
@@ -56,6 +57,9 @@ class ExecutorSettings(BaseSettings):
     max_cpu_seconds: int = Field(default=3600, gt=0, description="Maximum CPU limit a request may ask for.")
     max_processes: int = Field(default=256, gt=0, description="Maximum process limit a request may ask for.")
     max_output_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Maximum output size.")
+    max_parameters_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest parameters a request may carry, as JSON in bytes."
+    )
 
     @property
     def default_timeout_delta(self) -> timedelta:

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from stepflow import constraints
+from stepflow.constraints import MAX_PARAMETERS_DEPTH, MAX_RETRY_DELAY, MAX_TIMEOUT
 
 JsonDict = dict[str, Any]
+
+ToolId = Annotated[str, AfterValidator(constraints.check_tool_id)]
+ToolVersion = Annotated[str, AfterValidator(constraints.check_version)]
+TenantId = Annotated[str, AfterValidator(constraints.check_tenant_id)]
+ExecutionId = Annotated[str, AfterValidator(constraints.check_execution_id)]
 
 
 class ExecutionStatus(StrEnum):
@@ -90,51 +98,99 @@ class ResourceLimits(_Model):
 
 
 class ExecutionContext(_Model):
-    """Who runs the execution and on whose behalf."""
+    """Who runs the execution and on whose behalf (ids checked as :mod:`stepflow.constraints` says)."""
 
-    user_id: str = Field(default="anonymous", min_length=1, max_length=200)
-    tenant_id: str = Field(default="default", min_length=1, max_length=64)
-    session_id: str = Field(default="", max_length=200)
-    request_id: str = Field(default="", max_length=200, description="Idempotency key within the tenant.")
-    parent_execution_id: str | None = None
-    environment: dict[str, str] = Field(default_factory=dict)
+    user_id: str = Field(default="anonymous", description="Printable text, 1 to 200 characters.")
+    tenant_id: TenantId = Field(default="default", description="ASCII letters, digits and ._@:-, 1 to 64.")
+    session_id: str = Field(default="", description="Printable text, at most 200 characters.")
+    request_id: str = Field(default="", description="Idempotency key within the tenant; printable, at most 200.")
+    parent_execution_id: ExecutionId | None = None
+    environment: dict[str, str] = Field(default_factory=dict, description="Extra variables of a command tool.")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, value: str) -> str:
+        return constraints.check_text_id(value, required=True)
+
+    @field_validator("session_id", "request_id")
+    @classmethod
+    def _optional_ids(cls, value: str) -> str:
+        return constraints.check_text_id(value, required=False)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        constraints.check_environment(value)
+        return value
 
 
 class ExecutionOptions(_Model):
-    """How to run: timeout per attempt, retries, priority, limits and kept log level."""
+    """How to run: timeout per attempt, retries, priority, limits and kept log level.
 
-    timeout: timedelta | None = Field(default=None, description="Per-attempt timeout; config default if unset.")
+    A number given for ``timeout`` or ``retry_delay`` is seconds; either must be finite and at most
+    :data:`~stepflow.constraints.MAX_TIMEOUT` / :data:`~stepflow.constraints.MAX_RETRY_DELAY`. ``retry_count``
+    is capped by ``STEPFLOW_EXECUTOR_MAX_RETRY_COUNT``: above it the request is refused (see
+    :mod:`stepflow.request_checks`).
+    """
+
+    timeout: timedelta | None = Field(
+        default=None, description=f"Per-attempt timeout, above 0 and at most {MAX_TIMEOUT}; config default if unset."
+    )
     retry_count: int = Field(default=0, ge=0, description="Retries after the first attempt.")
     retry_delay: timedelta | None = Field(
-        default=None, description="Delay before the first retry (doubling after); config default if unset."
+        default=None,
+        description=f"Delay before the first retry (doubling after), at most {MAX_RETRY_DELAY}; config default if "
+        "unset.",
     )
     priority: Priority = Priority.NORMAL
     resource_limits: ResourceLimits = Field(default_factory=ResourceLimits)
     logging_level: LogLevel = LogLevel.INFO
 
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout_in_range(cls, value: Any) -> Any:
+        return constraints.duration_seconds(value, maximum=MAX_TIMEOUT, zero_allowed=False)
+
     @field_validator("timeout")
     @classmethod
-    def _positive_timeout(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            raise ValueError("timeout must be positive")
-        return value
+    def _parsed_timeout_in_range(cls, value: timedelta | None) -> timedelta | None:
+        return constraints.duration_seconds(value, maximum=MAX_TIMEOUT, zero_allowed=False)
+
+    @field_validator("retry_delay", mode="before")
+    @classmethod
+    def _delay_in_range(cls, value: Any) -> Any:
+        return constraints.duration_seconds(value, maximum=MAX_RETRY_DELAY, zero_allowed=True)
 
     @field_validator("retry_delay")
     @classmethod
-    def _non_negative_delay(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value < timedelta(0):
-            raise ValueError("retry_delay must not be negative")
-        return value
+    def _parsed_delay_in_range(cls, value: timedelta | None) -> timedelta | None:
+        return constraints.duration_seconds(value, maximum=MAX_RETRY_DELAY, zero_allowed=True)
 
 
 class ExecutionRequest(_Model):
-    """A request to run one tool: the spec's ExecutionRequest."""
+    """A request to run one tool: the spec's ExecutionRequest.
 
-    tool_id: str = Field(min_length=1, max_length=200)
-    version: str | None = Field(default=None, description="Tool version; latest when omitted.")
-    parameters: JsonDict = Field(default_factory=dict)
+    ``parameters`` must be JSON (finite numbers, valid Unicode, string keys), nested at most
+    :data:`~stepflow.constraints.MAX_PARAMETERS_DEPTH` levels; their size is capped by
+    ``STEPFLOW_EXECUTOR_MAX_PARAMETERS_BYTES`` and they are checked against the tool's schema when the request
+    is submitted (:mod:`stepflow.request_checks`).
+    """
+
+    tool_id: ToolId = Field(description="Letters, digits and ._-, 1 to 200, starting with a letter or digit.")
+    version: ToolVersion | None = Field(default=None, description="Tool version; latest when omitted.")
+    parameters: JsonDict = Field(
+        default_factory=dict, description=f"JSON, nested at most {MAX_PARAMETERS_DEPTH} levels."
+    )
     context: ExecutionContext = Field(default_factory=ExecutionContext)
     options: ExecutionOptions = Field(default_factory=ExecutionOptions)
+
+    @field_validator("parameters")
+    @classmethod
+    def _json_parameters(cls, value: JsonDict) -> JsonDict:
+        problem = constraints.json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class ErrorInfo(_Model):
@@ -212,6 +268,11 @@ class ExecutionFilter(_Model):
     started_before: datetime | None = None
     limit: int = Field(default=100, gt=0, le=10_000)
 
+    @field_validator("tool_id", "tenant_id", "user_id", "parent_execution_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return constraints.check_filter_text(value)
+
 
 class ExecutionInfo(_Model):
     """One row of the ``executions`` table, as listed."""
@@ -282,6 +343,11 @@ class MetricFilter(_Model):
     since: datetime | None = Field(default=None, description="Executions started at or after this time.")
     until: datetime | None = Field(default=None, description="Executions started before this time.")
     limit: int = Field(default=1000, gt=0, le=100_000)
+
+    @field_validator("execution_id", "name", "tool_id", "tenant_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return constraints.check_filter_text(value)
 
 
 class ExecutionMetrics(_Model):

@@ -28,53 +28,20 @@ import importlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
+from stepflow.constraints import TOOL_ID_PATTERN
 from stepflow.errors import ConfigError, InternalError, InvalidParameters, ResourceLimitExceeded, ToolNotFound
-from stepflow.models import ExecutionContext, JsonDict, ResourceLimits, ToolInfo
+from stepflow.models import JsonDict, ResourceLimits, ToolInfo
+from stepflow.tool_interface import ToolContext, ToolLogger
 
 if TYPE_CHECKING:
-    from stepflow.sandbox.limits import Caps
+    from stepflow.request_checks import Caps
     from stepflow.tools.sandboxed import Isolation
 
 _TOOL_ATTRIBUTE = "__stepflow_tool__"
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
-
-
-class ToolLogger(Protocol):
-    """What a tool logs through: structlog-style methods with keyword context."""
-
-    def debug(self, event: str, **kw: Any) -> Any: ...
-    def info(self, event: str, **kw: Any) -> Any: ...
-    def warning(self, event: str, **kw: Any) -> Any: ...
-    def error(self, event: str, **kw: Any) -> Any: ...
-
-
-class ToolContext(Protocol):
-    """What a running tool may use: who it runs for, a logger, and progress reporting (heartbeats)."""
-
-    @property
-    def execution_id(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def context(self) -> ExecutionContext: ...
-    @property
-    def resource_limits(self) -> ResourceLimits: ...
-    @property
-    def logger(self) -> ToolLogger: ...
-    @property
-    def cancel_grace(self) -> float:
-        """Seconds between SIGTERM and SIGKILL when a subprocess must be stopped."""
-        ...
-
-    def report_progress(self, progress: Any) -> None:
-        """Record the tool's progress; it is sent with the next heartbeat and shown by ``status``."""
-
-    def record_metric(self, name: str, value: float, unit: str | None = None) -> None:
-        """Record a measurement of this attempt (``cpu_time_ms``, ``max_rss_kb``...) for execution_metrics."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +56,9 @@ class ToolDefinition:
     """Safe to run again after its worker was lost mid-run (see docs/reliability.md)."""
 
     def __post_init__(self) -> None:
-        if not _ID_PATTERN.match(self.id):
+        if not TOOL_ID_PATTERN.fullmatch(self.id):
             raise ValueError(f"invalid tool id {self.id!r}: use letters, digits, '.', '_' and '-'")
-        if not _ID_PATTERN.match(self.version):
+        if not TOOL_ID_PATTERN.fullmatch(self.version):
             raise ValueError(f"invalid version {self.version!r} for tool {self.id!r}")
 
     @property
@@ -185,7 +152,7 @@ class PythonTool(ToolDefinition):
         if self.sandbox is not None:
             from stepflow.tools.isolated import run_isolated
 
-            output = await run_isolated(self, parameters, ctx)
+            output = await run_isolated(self.id, self.function, self.sandbox, parameters, ctx)
         else:
             assert self.function is not None
             output = await self.function(self.input_model.model_validate(parameters), ctx)
@@ -334,3 +301,16 @@ class ToolRegistry:
 
     def __len__(self) -> int:
         return sum(len(versions) for versions in self._tools.values())
+
+
+__all__ = [
+    "ISOLATIONS",
+    "PythonTool",
+    "ToolContext",
+    "ToolDefinition",
+    "ToolFunction",
+    "ToolLogger",
+    "ToolRegistry",
+    "tool",
+    "validate_with_model",
+]

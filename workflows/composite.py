@@ -25,6 +25,9 @@ from temporalio import workflow
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from stepflow.constraints import MAX_TIMEOUT, describe_validation_error
     from stepflow.contracts import CompositePlan, CompositeStep, FailurePolicy, ToolExecutionInput
     from stepflow.errors import (
         ExecutionCancelled,
@@ -36,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from stepflow.models import (
         ErrorInfo,
-        ExecutionContext,
         ExecutionRequest,
         ExecutionResult,
         ExecutionStatus,
@@ -233,7 +235,11 @@ class CompositeRunner:
         except BadReference as exc:
             invalid = InvalidParameters(f"step {step.id!r}: {exc}")
             return StepOutcome(ExecutionStatus.FAILED, error=ErrorInfo(type=invalid.kind, message=invalid.message))
-        request = self._child_request(step, child_id, parameters)
+        try:
+            request = self._child_request(step, child_id, parameters)
+        except ValidationError as exc:  # e.g. parameters rendered from a step's output that is not plain JSON
+            invalid = InvalidParameters(f"step {step.id!r}: {describe_validation_error(exc)}")
+            return StepOutcome(ExecutionStatus.FAILED, error=ErrorInfo(type=invalid.kind, message=invalid.message))
         if step.kind is None:
             message = f"step {step.id!r}: the plan does not say which kind of tool {step.tool_id!r} is"
             return StepOutcome(ExecutionStatus.FAILED, error=ErrorInfo(type="InternalError", message=message))
@@ -269,10 +275,8 @@ class CompositeRunner:
         return StepOutcome(ExecutionStatus.COMPLETED, child_id, output=result.output)
 
     def _child_request(self, step: CompositeStep, child_id: str, parameters: JsonDict) -> ExecutionRequest:
+        """The step's request, built through the models' constraints (ValidationError when it breaks them)."""
         parent = self._job.request
-        context: ExecutionContext = parent.context.model_copy(
-            update={"parent_execution_id": self._job.execution_id, "request_id": child_id}
-        )
         # the step's own timeout (a leaf falls back to the engine default, a nested composite has no budget);
         # one that would reach past this composite's deadline is replaced by that deadline plus a margin:
         # at the deadline the composite cancels its running steps, and the step's own timeout must not race it
@@ -280,13 +284,23 @@ class CompositeRunner:
         remaining = self._remaining()
         if remaining is not None and (timeout is None or timeout >= remaining):
             timeout = max(remaining, timedelta(0)) + self._job.runtime.cancel_grace + STEP_DEADLINE_MARGIN
-        options = parent.options.model_copy(
-            update={
-                "timeout": timeout,
-                "retry_count": parent.options.retry_count if step.retry_count is None else step.retry_count,
-                "priority": step.priority or parent.options.priority,
+        context = {
+            **parent.context.model_dump(),
+            "parent_execution_id": self._job.execution_id,
+            "request_id": child_id,
+        }
+        options = {
+            **parent.options.model_dump(),
+            "timeout": None if timeout is None else min(timeout, MAX_TIMEOUT),
+            "retry_count": parent.options.retry_count if step.retry_count is None else step.retry_count,
+            "priority": step.priority or parent.options.priority,
+        }
+        return ExecutionRequest.model_validate(
+            {
+                "tool_id": step.tool_id,
+                "version": step.version,
+                "parameters": parameters,
+                "context": context,
+                "options": options,
             }
-        )
-        return ExecutionRequest(
-            tool_id=step.tool_id, version=step.version, parameters=parameters, context=context, options=options
         )

@@ -15,15 +15,16 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
 
 from starter import console
 from starter.executor import Executor
 from stepflow.config import Settings, load_settings
+from stepflow.constraints import describe_validation_error
 from stepflow.db.projection import Projection
-from stepflow.errors import DatabaseError, ExecutorError, InternalError
+from stepflow.errors import DatabaseError, ExecutorError, InternalError, InvalidParameters
 from stepflow.identity import LOCAL_ADMIN, Principal, Role
 from stepflow.logging import configure_logging
 from stepflow.models import ExecutionResult, ExecutionStatus
@@ -156,7 +157,8 @@ def fail(error: ExecutorError, *, as_json: bool = False) -> NoReturn:
 
 
 def run(body: Coroutine[Any, Any, int | None], *, as_json: bool = False) -> None:
-    """Run an async command body; ExecutorError becomes a message and an exit code, Ctrl-C exits 130."""
+    """Run an async command body; ExecutorError becomes a message and an exit code, Ctrl-C exits 130, and
+    anything unexpected an InternalError line (exit 10) rather than a traceback."""
     try:
         code = asyncio.run(body)
     except ExecutorError as error:
@@ -165,8 +167,17 @@ def run(body: Coroutine[Any, Any, int | None], *, as_json: bool = False) -> None
         fail(InternalError(f"the Temporal server refused or lost a request: {error.message}"), as_json=as_json)
     except SQLAlchemyError as error:
         fail(DatabaseError(f"the projection database failed: {error}"), as_json=as_json)
+    except ValidationError as error:  # an option a model refuses (a filter's tenant, ...)
+        fail(InvalidParameters(f"invalid option: {describe_validation_error(error)}"), as_json=as_json)
     except KeyboardInterrupt:
         console.stderr.print("interrupted")
         raise typer.Exit(130) from None
+    except Exception as error:  # a bug: one line, as every other error, and the traceback only when asked for
+        if VERBOSE:
+            console.stderr.print_exception()
+        fail(
+            InternalError(f"unexpected {type(error).__name__}: {error} (run with --verbose for the traceback)"),
+            as_json=as_json,
+        )
     if code:
         raise typer.Exit(code)

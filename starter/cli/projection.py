@@ -13,6 +13,7 @@ from starter.cli import common
 from starter.projection_admin import rebuild, verify
 from stepflow.errors import ExecutionNotFound
 from stepflow.models import ExecutionStatus, LogEntry, MetricFilter
+from stepflow.request_checks import checked_execution_id
 from worker.build import build_registry
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -68,6 +69,7 @@ def logs(
     """Print an execution's log lines: the tool's own and the engine's lifecycle events."""
 
     async def body() -> int:
+        checked_execution_id(execution_id)
         async with common.executor() as executor:
             last_id = 0
 

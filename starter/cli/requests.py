@@ -1,29 +1,57 @@
 """Turning command-line options into an ExecutionRequest or a time, with InvalidParameters on bad input.
 
-Parsing happens before anything connects, so a malformed option never starts an execution.
+Parsing happens before anything connects, so a malformed option never starts an execution. The options go
+to the models as given (seconds for ``--timeout``, ``--retry-delay`` turned from milliseconds into seconds):
+the models' constraints (:mod:`stepflow.constraints`) decide what is valid, and their messages name the
+option. The engine's caps are checked by the Executor before it starts anything.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
+from stepflow.constraints import MAX_PARAMETERS_DEPTH
 from stepflow.errors import InvalidParameters
-from stepflow.models import ExecutionContext, ExecutionOptions, ExecutionRequest, Priority, ResourceLimits
+from stepflow.models import ExecutionRequest, Priority, ResourceLimits
+from stepflow.request_checks import parse_request
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+OPTION_NAMES = {
+    "tool_id": "TOOL",
+    "version": "--version",
+    "context.tenant_id": "--tenant",
+    "context.user_id": "--user",
+    "context.session_id": "--session",
+    "context.request_id": "--request-id",
+    "options.timeout": "--timeout",
+    "options.retry_count": "--retries",
+    "options.retry_delay": "--retry-delay (given in milliseconds, checked in seconds)",
+    "options.priority": "--priority",
+}
+"""The option that sets each field of the request, for error messages."""
+
+
+def _too_deep(option: str) -> InvalidParameters:
+    return InvalidParameters(
+        f"{option} is nested too deeply to read; parameters may nest at most {MAX_PARAMETERS_DEPTH} levels: "
+        "flatten the structure or pass it as a string"
+    )
 
 
 def parse_value(text: str) -> Any:
     """A ``-p`` value: JSON when it parses (``3``, ``true``, ``[1,2]``, ``"x"``), else the text itself."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise _too_deep("-p") from None
     except ValueError:
         return text
 
@@ -34,6 +62,8 @@ def parse_params(pairs: list[str] | None, params_json: str | None) -> dict[str, 
     if params_json is not None:
         try:
             loaded = json.loads(params_json)
+        except RecursionError:
+            raise _too_deep("--params") from None
         except json.JSONDecodeError as exc:
             raise InvalidParameters(
                 f"--params is not valid JSON ({exc.msg} at position {exc.pos}, near "
@@ -52,22 +82,6 @@ def parse_params(pairs: list[str] | None, params_json: str | None) -> dict[str, 
             raise InvalidParameters(f"-p expects key=value, got {pair!r}; for example -p message=hi")
         parameters[key.strip()] = parse_value(value)
     return parameters
-
-
-def build_options(timeout: float | None, retries: int, retry_delay: int | None, priority: Priority) -> ExecutionOptions:
-    """ExecutionOptions from ``--timeout`` (s), ``--retries``, ``--retry-delay`` (ms) and ``--priority``."""
-    if timeout is not None and timeout <= 0:
-        raise InvalidParameters(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    if retries < 0:
-        raise InvalidParameters(f"--retries must be 0 or more, got {retries}")
-    if retry_delay is not None and retry_delay < 0:
-        raise InvalidParameters(f"--retry-delay must be 0 or more milliseconds, got {retry_delay}")
-    return ExecutionOptions(
-        timeout=timedelta(seconds=timeout) if timeout is not None else None,
-        retry_count=retries,
-        retry_delay=timedelta(milliseconds=retry_delay) if retry_delay is not None else None,
-        priority=priority,
-    )
 
 
 @dataclass(frozen=True)
@@ -118,31 +132,47 @@ def build_request(
 ) -> ExecutionRequest:
     """The request the ``run`` / ``start`` options describe, or InvalidParameters saying what is wrong."""
     parameters = parse_params(pairs, params_json)
-    options = build_options(timeout, retries, retry_delay, priority)
     who = context or RequestContext()
-    if limits is not None:
-        options.resource_limits = limits
+    raw: dict[str, Any] = {
+        "tool_id": tool,
+        "version": version,
+        "parameters": parameters,
+        "context": {
+            "tenant_id": who.tenant,
+            "user_id": who.user,
+            "session_id": who.session,
+            "request_id": who.request_id or "",
+        },
+        "options": {
+            "timeout": timeout,
+            "retry_count": retries,
+            "retry_delay": None if retry_delay is None else _seconds(retry_delay),
+            "priority": priority,
+            "resource_limits": {} if limits is None else limits.model_dump(exclude_defaults=True),
+        },
+    }
     try:
-        return ExecutionRequest(
-            tool_id=tool,
-            version=version,
-            parameters=parameters,
-            context=ExecutionContext(
-                tenant_id=who.tenant, user_id=who.user, session_id=who.session, request_id=who.request_id or ""
-            ),
-            options=options,
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidParameters(f"invalid request: {problems}") from None
+        return parse_request(raw, OPTION_NAMES)
+    except InvalidParameters as error:
+        raise InvalidParameters(f"{error.message}; `stepflow run --help` lists the options") from None
+
+
+def _seconds(milliseconds: int) -> float:
+    """``--retry-delay`` in seconds, for the model to check (infinite when too large for a float)."""
+    try:
+        return milliseconds / 1000
+    except OverflowError:
+        return math.inf if milliseconds > 0 else -math.inf
 
 
 def parse_time(text: str, option: str, *, now: datetime | None = None) -> datetime:
     """An aware datetime from ISO 8601 (naive means UTC) or an age before now (``30s``, ``10m``, ``2h``, ``1d``)."""
     age = _AGE.match(text.strip())
     if age:
-        delta = timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
-        return (now or datetime.now(UTC)) - delta
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
+        except OverflowError:
+            raise InvalidParameters(f"{option} {text!r} reaches before the year 1; give a shorter age") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from stepflow.sandbox import cgroups, kernel, rootfs
+from stepflow.sandbox.initproc import reap, report
 
 SETUP_FAILED = 125
 HOSTNAME = "sandbox"
@@ -90,11 +91,6 @@ class Request:
     stderr: int
     status: int
     channel: int | None
-
-
-def report(fd: int, message: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError):
-        os.write(fd, (json.dumps(message) + "\n").encode())
 
 
 def receive(shared: Shared) -> Request | None:
@@ -281,24 +277,6 @@ def serve(shared: Shared, request: Request, sandbox: Sandbox, launcher_pid: int,
     )
     os.close(status)  # the worker sees the end now, not after this process's teardown
     return 0
-
-
-def reap(tool: int | None) -> tuple[int, int]:
-    """Reap every process until ``tool`` exits, then kill and reap whatever is left (double forks, daemons): the
-    tool's (wait status, largest RSS reaped). Only this init is left in the namespace afterwards."""
-    max_rss, wait_status = 0, 0
-    while tool is not None:
-        pid, status, usage = os.wait4(-1, 0)
-        max_rss = max(max_rss, usage.ru_maxrss)
-        if pid == tool:
-            wait_status = status
-            break
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(-1, signal.SIGKILL)  # from PID 1: every other process of the namespace
-    with contextlib.suppress(ChildProcessError):
-        while True:
-            max_rss = max(max_rss, os.wait4(-1, 0)[2].ru_maxrss)
-    return wait_status, max_rss
 
 
 def run_init(shared: Shared, sandbox: Sandbox, launcher_pid: int, alive: int) -> NoReturn:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
 
 from stepflow.models import ResourceLimits
+from stepflow.request_checks import Caps, cap_problems
 from stepflow.sandbox.cgroups import CgroupSupport
 
 
@@ -88,33 +88,10 @@ def resolve_limits(requested: ResourceLimits, tool_defaults: ResourceLimits | No
     )
 
 
-class Caps(Protocol):
-    """The engine's maxima (``ExecutorSettings``' ``max_*`` fields)."""
-
-    @property
-    def max_memory_mb(self) -> int: ...
-    @property
-    def max_cpu_seconds(self) -> int: ...
-    @property
-    def max_processes(self) -> int: ...
-    @property
-    def max_output_bytes(self) -> int: ...
-
-
 def above_caps(limits: ResourceLimits, caps: Caps) -> list[str]:
-    """One message per limit above the engine's maximum, naming the limit and the variable that sets it."""
-    maxima = {
-        "memory_mb": caps.max_memory_mb,
-        "cpu_seconds": caps.max_cpu_seconds,
-        "max_processes": caps.max_processes,
-        "max_output_bytes": caps.max_output_bytes,
-    }
-    problems = [
-        f"{name}={value} is above this engine's maximum of {cap} "
-        f"(STEPFLOW_EXECUTOR_MAX_{name.upper().removeprefix('MAX_')})"
-        for name, cap in maxima.items()
-        if (value := getattr(limits, name)) is not None and value > cap
-    ]
+    """One message per limit above the engine's maximum, naming the limit and the variable that sets it, and
+    a CPU share above this machine's cores."""
+    problems = cap_problems(limits, caps)
     cores = os.cpu_count() or 1
     if limits.cpu_limit is not None and limits.cpu_limit > cores:
         problems.append(f"cpu_limit={limits.cpu_limit} is more than the {cores} CPUs of this machine")

@@ -32,13 +32,14 @@ from typing import Any, NoReturn
 CANCELLED_EXIT = 128 + signal.SIGTERM
 
 
+PRELOADED = ("pydantic_core", "stepflow.errors", "stepflow.models", "stepflow.registry")
+"""Imported in the zygote, by name, ahead of any tool: what every isolated tool needs."""
+
+
 def warm_up() -> None:
     """Import in the zygote what every isolated tool needs, so that no tool's process imports it again."""
-    import pydantic_core  # noqa: F401
-
-    import stepflow.errors
-    import stepflow.models
-    import stepflow.registry  # noqa: F401
+    for name in PRELOADED:
+        importlib.import_module(name)
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -176,7 +177,7 @@ def _outcome(python: dict[str, Any], channel: _Channel) -> tuple[dict[str, Any],
 def run(python: dict[str, Any], env: dict[str, str], channel_fd: int, status_fd: int) -> NoReturn:
     """Run the tool named in ``python`` with the run's environment, as the sandbox's init; report on the channel
     and the status pipe; kill what the tool left behind; exit."""
-    from stepflow.sandbox.launcher import reap, report
+    from stepflow.sandbox.initproc import reap, report
 
     os.environ.clear()
     os.environ.update(env)

@@ -10,16 +10,14 @@ output does. Its limits are the sandbox's: a breach ends it with ``ResourceLimit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from stepflow.errors import ERROR_KINDS, ExecutionFailed, ExecutorError, InternalError
 from stepflow.models import JsonDict
-from stepflow.registry import ToolContext
 from stepflow.sandbox import classify
-from stepflow.tools.sandboxed import run_in_sandbox
-
-if TYPE_CHECKING:
-    from stepflow.registry import PythonTool
+from stepflow.tool_interface import ToolContext
+from stepflow.tools.sandboxed import Isolation, run_in_sandbox
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -53,12 +51,18 @@ class _Outcome:
         return kind(str(error.get("message", "")))
 
 
-async def run_isolated(definition: PythonTool, parameters: JsonDict, ctx: ToolContext) -> Any:
-    """Run ``definition`` for ``parameters`` in the sandbox; its output, or its error (limits named)."""
-    assert definition.function is not None and definition.sandbox is not None
+async def run_isolated(
+    tool_id: str,
+    function: Callable[..., Any] | None,
+    isolation: Isolation | None,
+    parameters: JsonDict,
+    ctx: ToolContext,
+) -> Any:
+    """Run the tool ``function`` for ``parameters`` in the sandbox; its output, or its error (limits named)."""
+    assert function is not None and isolation is not None
     python = {
-        "module": definition.function.__module__,
-        "function": definition.function.__name__,
+        "module": function.__module__,
+        "function": function.__name__,
         "parameters": parameters,
         "context": ctx.context.model_dump(mode="json"),
         "resource_limits": ctx.resource_limits.model_dump(mode="json"),
@@ -67,12 +71,10 @@ async def run_isolated(definition: PythonTool, parameters: JsonDict, ctx: ToolCo
         "cancel_grace": ctx.cancel_grace,
     }
     outcome = _Outcome(ctx)
-    result, limits = await run_in_sandbox(
-        definition.id, [definition.id], ctx, definition.sandbox, python=python, on_message=outcome
-    )
-    error = classify(result, limits, definition.id)
+    result, limits = await run_in_sandbox(tool_id, [tool_id], ctx, isolation, python=python, on_message=outcome)
+    error = classify(result, limits, tool_id)
     if error is None or isinstance(error, ExecutionFailed):  # not a limit: the tool's own outcome tells more
         error = outcome.error() or error
         if error is None and "result" in outcome.final:
             return outcome.final["result"]
-    raise error or InternalError(f"tool {definition.id!r} ended without a result")
+    raise error or InternalError(f"tool {tool_id!r} ended without a result")

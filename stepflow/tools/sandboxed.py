@@ -18,7 +18,6 @@ from stepflow.errors import ResourceLimitExceeded, TimeoutExceeded
 from stepflow.models import ResourceLimits
 from stepflow.observability import metrics as ops_metrics
 from stepflow.observability import tracing
-from stepflow.registry import ToolContext
 from stepflow.sandbox import (
     SandboxLimits,
     SandboxResult,
@@ -31,6 +30,7 @@ from stepflow.sandbox.cgroups import support
 from stepflow.sandbox.rootfs import check_mount
 from stepflow.sandbox.runner import MessageSink
 from stepflow.sandbox.streams import LineBudget
+from stepflow.tool_interface import ToolContext
 
 _TIMEOUT_MARGIN = 0.25
 _TIMEOUT_FALLBACK = 10.0

@@ -40,6 +40,13 @@ def test_a_case_is_ok_only_when_temporal_and_the_row_agree_with_the_expectation(
     assert not CaseOutcome(case, "exec-1", ExecutionStatus.FAILED, ExecutionStatus.FAILED, "InvalidParameters").ok
 
 
+def test_a_refused_case_is_ok_only_when_nothing_started_and_the_kind_matches() -> None:
+    case = DemoCase("rejected", "sleep", ExecutionStatus.FAILED, "bad", expect_error="InvalidParameters", refused=True)
+    assert CaseOutcome(case, None, None, None, "InvalidParameters").ok
+    assert not CaseOutcome(case, None, None, None, "ToolNotFound").ok
+    assert not CaseOutcome(case, "exec-1", ExecutionStatus.FAILED, ExecutionStatus.FAILED, "InvalidParameters").ok
+
+
 def test_cases_build_valid_requests() -> None:
     for case in DEMO_CASES:
         request = case.request()

@@ -141,9 +141,9 @@ async def test_tools_lists_registered_tools(cli: Cli) -> None:
     [
         (("--params", "{not json"), "InvalidParameters", "--params is not valid JSON"),
         (("--params", "[1, 2]"), "InvalidParameters", "--params must be a JSON object"),
-        (("--timeout", "-5"), "InvalidParameters", "--timeout must be a positive number of seconds"),
+        (("--timeout", "-5"), "InvalidParameters", "--timeout: must be more than 0"),
         (("-p", "no-equals-sign"), "InvalidParameters", "-p expects key=value"),
-        (("--retries", "-1"), "InvalidParameters", "--retries must be 0 or more"),
+        (("--retries", "-1"), "InvalidParameters", "--retries: Input should be greater than or equal to 0"),
     ],
 )
 async def test_malformed_options_start_nothing(cli: Cli, args: tuple[str, ...], kind: str, says: str) -> None:

@@ -38,10 +38,15 @@ def test_malformed_parameters(pairs: list[str], params: str | None, says: str) -
 @pytest.mark.parametrize(
     ("timeout", "retries", "delay", "says"),
     [
-        (-1.0, 0, None, "--timeout must be a positive"),
-        (0.0, 0, None, "--timeout must be a positive"),
-        (None, -1, None, "--retries must be 0 or more"),
-        (None, 0, -5, "--retry-delay must be 0 or more"),
+        (-1.0, 0, None, "--timeout: must be more than 0 and at most 604800 seconds"),
+        (0.0, 0, None, "--timeout: must be more than 0"),
+        (float("inf"), 0, None, "--timeout: must be a finite number of seconds"),
+        (float("nan"), 0, None, "--timeout: must be a finite number of seconds"),
+        (1e300, 0, None, "--timeout: must be more than 0 and at most 604800 seconds \\(7 days\\); got 1e\\+300"),
+        (None, -1, None, "--retries: Input should be greater than or equal to 0"),
+        (None, 0, -5, "--retry-delay .*: must be 0 or more"),
+        (None, 0, 100_000_000_000_000_000, "--retry-delay .*: must be 0 or more and at most 3600 seconds"),
+        (None, 0, 10**400, "--retry-delay .*: must be a finite number of seconds"),
     ],
 )
 def test_bad_options(timeout: float | None, retries: int, delay: int | None, says: str) -> None:

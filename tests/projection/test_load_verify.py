@@ -96,8 +96,9 @@ async def test_wipe_rebuild_verify(dev_env, tmp_path, db_url):
         requests += [ExecutionRequest(tool_id="fail", parameters={"message": "nope"})]
         requests += [
             ExecutionRequest(tool_id="sleep", parameters={"seconds": 5}, options=ExecutionOptions(timeout=1)),
+            # refused by the worker, not the Executor: a Python tool cannot have limits enforced
             ExecutionRequest(
-                tool_id="echo", parameters={}, options=ExecutionOptions(resource_limits={"memory_mb": 10**9})
+                tool_id="echo", parameters={}, options=ExecutionOptions(resource_limits={"memory_mb": 64})
             ),
         ]
         ids = await _run_all(executor, requests)

@@ -77,7 +77,7 @@ async def _function(params: Params, ctx: ToolContext) -> None: ...
 def test_tools_asking_limits_above_the_caps_are_refused_when_registered(tmp_path: Path):
     caps = ExecutorSettings(max_memory_mb=512)
     marked = tool("greedy", isolation="sandbox", limits=ResourceLimits(memory_mb=1024))(_function)
-    with pytest.raises(ConfigError, match=r"'greedy' 1.0.0 .* memory_mb=1024 is above .* 512 .*MAX_MEMORY_MB"):
+    with pytest.raises(ConfigError, match=r"'greedy' 1.0.0 .*memory_mb=1024 is above .* 512 .*MAX_MEMORY_MB"):
         ToolRegistry([marked.__stepflow_tool__], caps=caps)  # type: ignore[attr-defined]
     path = tmp_path / "greedy.toml"
     path.write_text('[[tool]]\nid = "g"\nkind = "command"\nargv = ["true"]\n[tool.limits]\ncpu_limit = 64.0\n')

@@ -1,5 +1,9 @@
 """Invalid input is never retried: bad parameters, an unknown tool, limits above the cap, and a tool that
 raises InvalidParameters or PermissionDenied all end after one try, whatever ``retry_count`` says.
+
+The Executor refuses most bad requests before it starts anything (tests/integration/test_bad_input.py); the
+worker checks every request again, so these tests start the workflow directly, as a client that skipped the
+Executor's checks would.
 """
 
 from __future__ import annotations
@@ -53,8 +57,13 @@ RETRIES = ExecutionOptions(retry_count=3, retry_delay=timedelta(minutes=5))
             ResourceLimitExceeded,
             "memory_mb",
         ),
+        (
+            ExecutionRequest(tool_id="echo", options=RETRIES.model_copy(update={"retry_count": 4})),
+            InvalidParameters,
+            "STEPFLOW_EXECUTOR_MAX_RETRY_COUNT",
+        ),
     ],
-    ids=["wrong-type", "unknown-field", "limit-above-cap"],
+    ids=["wrong-type", "unknown-field", "limit-above-cap", "retries-above-cap"],
 )
 async def test_invalid_request_fails_before_the_tool_runs(
     time_skipping_env: WorkflowEnvironment,
@@ -63,14 +72,22 @@ async def test_invalid_request_fails_before_the_tool_runs(
     kind: type[ExecutorError],
     mentions: str,
 ) -> None:
-    async with (
-        running_worker(time_skipping_env, settings) as projection,
-        executor_for(time_skipping_env, settings) as executor,
-    ):
-        with pytest.raises(kind, match=mentions):
-            await executor.execute_tool(request_)
-        (info,) = await executor.list_executions()
-        history = await events(time_skipping_env.client.get_workflow_handle(info.execution_id))
+    execution_id = f"exec-{uuid.uuid4()}"
+    async with running_worker(time_skipping_env, settings) as projection:
+        handle = await time_skipping_env.client.start_workflow(
+            ToolExecutionWorkflow.run,
+            ToolExecutionInput(
+                execution_id=execution_id, request=request_, runtime=runtime_for(settings), kind="python"
+            ),
+            id=execution_id,
+            task_queue=settings.temporal.task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()  # a handle from env.client.start_workflow unlocks time by itself
+        error = from_failure(failure.value)
+        assert type(error) is kind and mentions in error.message
+        (info,) = await projection.reader.list_executions()
+        history = await events(handle)
         # validation is run_and_record's first step: it fails the one attempt before the tool runs
         (started,) = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
         assert started.activity_task_started_event_attributes.attempt == 1, "an invalid request is not retried"

@@ -1,21 +1,25 @@
 """Retries follow the request: ``retry_count`` extra attempts, ``retry_delay`` before the first retry
-(doubling after), both capped or defaulted by configuration. Checked on the workflow history, where the
-time-skipping server stamps virtual times, so ten-minute delays take milliseconds.
+(doubling after), defaulted by configuration; a ``retry_count`` above ``STEPFLOW_EXECUTOR_MAX_RETRY_COUNT`` is
+refused before anything starts. Checked on the workflow history, where the time-skipping server stamps
+virtual times, so ten-minute delays take milliseconds.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from stepflow.config import Settings
-from stepflow.errors import ExecutionFailed, from_failure
-from stepflow.models import ExecutionOptions, ExecutionRequest, ExecutionStatus
+from stepflow.errors import ExecutionFailed, InvalidParameters, from_failure
+from stepflow.models import ExecutionContext, ExecutionOptions, ExecutionRequest, ExecutionStatus
+from stepflow.workflow_start import execution_id_for
 from tests.conftest import executor_for, running_worker
 from tests.workflows import probe_tools
 from tests.workflows.timeskip import event_time, events, of_type, result_skipping_time, with_executor
@@ -65,7 +69,28 @@ async def test_flaky_tool_is_retried_after_the_requested_delay_then_completes(
     assert time.monotonic() - started < 30, "the half hour must be virtual"
 
 
-async def test_retries_are_capped_by_config_and_use_its_default_delay_in_ms(
+async def test_retries_above_the_configured_cap_are_refused_before_anything_starts(
+    time_skipping_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    settings = with_executor(settings, max_retry_count=2)
+    request = ExecutionRequest(
+        tool_id="fail",
+        parameters={"message": "x"},
+        context=ExecutionContext(request_id=f"too-many-retries-{uuid.uuid4()}"),
+        options=ExecutionOptions(retry_count=3),
+    )
+    async with executor_for(time_skipping_env, settings) as executor:
+        with pytest.raises(InvalidParameters) as refused:
+            await executor.execute_tool_async(request)
+    message = refused.value.message
+    assert "retry_count=3" in message and "maximum of 2" in message and "STEPFLOW_EXECUTOR_MAX_RETRY_COUNT" in message
+    execution_id = execution_id_for(request.context.tenant_id, request.context.request_id)
+    with pytest.raises(RPCError) as missing:
+        await time_skipping_env.client.get_workflow_handle(execution_id).describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND, "nothing was started"
+
+
+async def test_retries_up_to_the_cap_use_the_default_delay_in_ms(
     time_skipping_env: WorkflowEnvironment, settings: Settings
 ) -> None:
     settings = with_executor(settings, max_retry_count=2, retry_delay=120_000)
@@ -74,7 +99,7 @@ async def test_retries_are_capped_by_config_and_use_its_default_delay_in_ms(
         executor_for(time_skipping_env, settings) as executor,
     ):
         execution_id = await executor.execute_tool_async(
-            ExecutionRequest(tool_id="fail", parameters={"message": "boom"}, options=ExecutionOptions(retry_count=10))
+            ExecutionRequest(tool_id="fail", parameters={"message": "boom"}, options=ExecutionOptions(retry_count=2))
         )
         handle = time_skipping_env.client.get_workflow_handle(execution_id)
         with pytest.raises(WorkflowFailureError) as failure:
@@ -86,7 +111,7 @@ async def test_retries_are_capped_by_config_and_use_its_default_delay_in_ms(
         history = await events(handle)
         (scheduled,) = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
         policy = scheduled.activity_task_scheduled_event_attributes.retry_policy
-        assert policy.maximum_attempts == 3, "retry_count 10 is capped at STEPFLOW_EXECUTOR_MAX_RETRY_COUNT=2"
+        assert policy.maximum_attempts == 3, "retry_count 2 (the cap) is 3 attempts"
         assert policy.initial_interval.ToTimedelta() == 2 * MINUTE
         (last_start,) = of_type(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
         assert last_start.activity_task_started_event_attributes.attempt == 3
